@@ -1,0 +1,170 @@
+"""Slow, obviously-correct scalar twins of the vectorized routines.
+
+Everything here works one value (or one dot product) at a time in exact
+arithmetic: Python integers and :class:`fractions.Fraction`.  The code
+follows the written rules directly, with no bit tricks, so the vectorized
+routines can be tested against it.  Only :mod:`fp8sim.formats` is imported.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+from .formats import FloatFormat, Specials, get_format
+
+__all__ = ["quantize_scalar", "decode_scalar", "floor_log2"]
+
+
+def floor_log2(a: Fraction) -> int:
+    """The integer e with ``2**e <= a < 2**(e+1)``, for ``a > 0``."""
+    e = a.numerator.bit_length() - a.denominator.bit_length()
+    while Fraction(2) ** e > a:
+        e -= 1
+    while Fraction(2) ** (e + 1) <= a:
+        e += 1
+    return e
+
+
+def _default_policy(fmt: FloatFormat) -> str:
+    if fmt.has_inf:
+        return "infinity"
+    return "nan" if fmt.has_nan else "saturate"
+
+
+def quantize_scalar(x, fmt, rounding="nearest_even", overflow=None, *, draw=None, sr_bits=None, subnormals=True):
+    """Round one real number onto ``fmt``; returns a Python float.
+
+    Parameters are as for :func:`fp8sim.quantize`, except that stochastic
+    rounding takes its random draw directly: ``draw`` is a float in
+    ``[0, 1)`` (``sr_bits=None``: round away from zero when
+    ``draw < remainder``, compared exactly) or an int in ``[0, 2**sr_bits)``
+    (round away from zero when ``draw + floor(remainder * 2**sr_bits) >=
+    2**sr_bits``).  ``remainder`` is the distance from the value to its lower
+    neighbour (in magnitude), in units of the spacing.
+
+    >>> quantize_scalar(0.3, "e4m3")
+    0.3125
+    >>> quantize_scalar(Fraction(5, 2), "e2m1", "nearest_away")
+    3.0
+    """
+    fmt = get_format(fmt)
+    policy = _default_policy(fmt) if overflow is None else str(getattr(overflow, "value", overflow))
+    rounding = str(getattr(rounding, "value", rounding))
+    nan = float("nan")
+
+    if hasattr(x, "dtype") and x.dtype.kind in "iu":
+        x = int(x)
+    if isinstance(x, float) or hasattr(x, "dtype"):
+        xf = float(x)
+        if math.isnan(xf):
+            if not fmt.has_nan:
+                raise ValueError("NaN input but the format has no NaN")
+            return xf
+        negative = math.copysign(1.0, xf) < 0
+        if math.isinf(xf):
+            if not fmt.signed and negative:
+                return _nan_or_raise(fmt)
+            if policy == "saturate":
+                mag = fmt.max
+            elif policy == "infinity":
+                mag = math.inf
+            else:
+                return math.copysign(nan, xf)
+            return -mag if negative else mag
+        value = Fraction(xf)
+    else:
+        value = Fraction(x)
+        negative = value < 0
+    a = abs(value)
+
+    if not fmt.signed and negative and a != 0:
+        return _nan_or_raise(fmt)
+    if a == 0:
+        if not fmt.has_zero:
+            return nan
+        return -0.0 if (negative and fmt.has_negative_zero) else 0.0
+
+    m = fmt.mantissa_bits
+    e = max(floor_log2(a), fmt.emin)
+    spacing = Fraction(2) ** (e - m)
+    t = math.floor(a / spacing)
+    rem = a / spacing - t
+    if rounding == "nearest_even":
+        up = rem > Fraction(1, 2) or (rem == Fraction(1, 2) and t % 2 == 1)
+    elif rounding == "nearest_away":
+        up = rem >= Fraction(1, 2)
+    elif rounding == "toward_zero":
+        up = False
+    elif rounding == "upward":
+        up = rem > 0 and not negative
+    elif rounding == "downward":
+        up = rem > 0 and negative
+    elif rounding == "to_odd":
+        up = rem > 0 and t % 2 == 0
+    elif rounding == "stochastic":
+        if draw is None:
+            raise ValueError("stochastic rounding needs draw")
+        if sr_bits is None:
+            up = Fraction(float(draw)) < rem
+        else:
+            up = int(draw) + math.floor(rem * 2**sr_bits) >= 2**sr_bits
+    else:
+        raise ValueError(f"unknown rounding {rounding!r}")
+    r = (t + up) * spacing
+
+    if r > Fraction(fmt.max):
+        toward_zero = rounding in ("toward_zero", "to_odd") or (
+            (rounding == "upward" and negative) or (rounding == "downward" and not negative)
+        )
+        if toward_zero or policy == "saturate":
+            r = Fraction(fmt.max)
+        elif policy == "infinity":
+            return -math.inf if negative else math.inf
+        else:
+            return -nan if negative else nan
+    if not subnormals and r < Fraction(fmt.smallest_normal):
+        r = Fraction(0)
+    if r == 0:
+        if not fmt.has_zero:
+            r = Fraction(fmt.smallest_subnormal)
+        else:
+            return -0.0 if (negative and fmt.has_negative_zero) else 0.0
+    return float(-r if negative else r)
+
+
+def _nan_or_raise(fmt):
+    if not fmt.has_nan:
+        raise ValueError("negative input but the format is unsigned and has no NaN")
+    return float("nan")
+
+
+def decode_scalar(code: int, fmt) -> float:
+    """Value of one bit pattern, read field by field from the definition.
+
+    >>> decode_scalar(0x7E, "e4m3"), decode_scalar(0x7F, "e8m0")
+    (448.0, 1.0)
+    """
+    fmt = get_format(fmt)
+    code = int(code)
+    m, e = fmt.mantissa_bits, fmt.exponent_bits
+    mantissa = code % 2**m
+    exponent = (code // 2**m) % 2**e
+    negative = fmt.signed and (code // 2 ** (m + e)) % 2 == 1
+    sign = -1 if negative else 1
+    all_ones = 2**e - 1
+    if fmt.specials is Specials.E8M0:
+        if exponent == all_ones:
+            return float("nan")
+        return float(Fraction(2) ** (exponent - fmt.bias))
+    if fmt.specials is Specials.IEEE and exponent == all_ones:
+        return sign * math.inf if mantissa == 0 else math.copysign(float("nan"), sign)
+    if fmt.specials is Specials.FN and exponent == all_ones and mantissa == 2**m - 1:
+        return math.copysign(float("nan"), sign)
+    if fmt.specials is Specials.FNUZ and negative and exponent == 0 and mantissa == 0:
+        return float("nan")
+    if exponent == 0:
+        magnitude = Fraction(mantissa, 2**m) * Fraction(2) ** fmt.emin
+    else:
+        magnitude = (1 + Fraction(mantissa, 2**m)) * Fraction(2) ** (exponent - fmt.bias)
+    return math.copysign(float(magnitude), sign)
