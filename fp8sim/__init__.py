@@ -1,13 +1,15 @@
 """fp8sim: a bit-exact NumPy simulator of low-precision arithmetic for ML.
 
 >>> import fp8sim
->>> fp8sim.quantize([0.1, 1000.0], "e4m3", overflow="saturate")
-array([1.015625e-01, 4.480000e+02])
+>>> fp8sim.quantize([0.1, 1000.0], "e4m3", overflow="saturate").tolist()
+[0.1015625, 448.0]
 """
 
-from . import codec, formats, reference, rounding
+from . import accumulate, codec, formats, gemm, hardware, reference, rounding
+from .accumulate import BlockFMA, ExactUnit, FMAUnit
 from .codec import decode, encode
 from .formats import FloatFormat, get_format
+from .gemm import matmul
 from .rounding import Overflow, RoundingMode, quantize
 
 __version__ = "0.1.0"
@@ -20,5 +22,10 @@ __all__ = [
     "decode",
     "RoundingMode",
     "Overflow",
+    "BlockFMA",
+    "ExactUnit",
+    "FMAUnit",
+    "matmul",
+    "hardware",
     "__version__",
 ]

@@ -168,3 +168,104 @@ def decode_scalar(code: int, fmt) -> float:
     else:
         magnitude = (1 + Fraction(mantissa, 2**m)) * Fraction(2) ** (exponent - fmt.bias)
     return math.copysign(float(magnitude), sign)
+
+
+# --- block FMA (tensor-core accumulation) ---------------------------------------
+
+def _sig_exp(x: Fraction, fmt: FloatFormat):
+    """(integer significand with sign, exponent clamped at emin) of a non-zero input."""
+    e = max(floor_log2(abs(x)), fmt.emin)
+    sig = abs(x) / Fraction(2) ** (e - fmt.mantissa_bits)
+    assert sig.denominator == 1, "input not representable in the unit's format"
+    return (1 if x > 0 else -1) * int(sig), e
+
+
+def _round_to_bits(v: Fraction, frac_bits: int, rounding: str) -> float:
+    """Round v to frac_bits fraction bits in FP32's exponent range (IEEE overflow)."""
+    fmt = FloatFormat(8, frac_bits, 127)
+    return quantize_scalar(v, fmt, rounding, "infinity")
+
+
+def block_fma_dot(a, b, c, unit, promote_every=None) -> float:
+    """One dot product ``sum(a_k * b_k) + c`` through a block-FMA unit, exactly.
+
+    ``unit`` is a :class:`fp8sim.BlockFMA` (any object with its attributes).
+    Written from the model's five steps (see :mod:`fp8sim.accumulate`) with
+    Python integers and Fractions, one block at a time.  ``promote_every``
+    restarts the chain every that many k and adds each chain's result into
+    an FP32 accumulator with nearest-even rounding.
+
+    >>> from fp8sim.hardware import tensor_core
+    >>> block_fma_dot([256.0, 1.0, 2.0**-7], [1.0, 1.0, 1.0], 0.0, tensor_core("H100", "e4m3"))
+    257.0
+    """
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    c = float(c)
+    if promote_every is None:
+        return _chain(a, b, c, unit)
+    acc = c
+    for k0 in range(0, len(a), promote_every):
+        part = _chain(a[k0:k0 + promote_every], b[k0:k0 + promote_every], 0.0, unit)
+        acc = _add_fp32(acc, part)
+    return acc
+
+
+def _add_fp32(x: float, y: float) -> float:
+    if math.isnan(x) or math.isnan(y) or (math.isinf(x) and math.isinf(y) and x != y):
+        return float("nan")
+    if math.isinf(x) or math.isinf(y):
+        return x if math.isinf(x) else y
+    return quantize_scalar(Fraction(x) + Fraction(y), "float32", "nearest_even", "infinity")
+
+
+def _chain(a, b, c, unit) -> float:
+    fmt = get_format(unit.in_format)
+    for k0 in range(0, len(a), unit.block):
+        c = _block(a[k0:k0 + unit.block], b[k0:k0 + unit.block], c, unit, fmt)
+    return c
+
+
+def _block(a, b, c, unit, fmt) -> float:
+    # special values first: NaN, Inf * 0, Inf - Inf; an infinite C stays
+    signs = set()
+    for x, y in zip(a, b):
+        if math.isnan(x) or math.isnan(y):
+            return float("nan")
+        if math.isinf(x) or math.isinf(y):
+            if x == 0 or y == 0:
+                return float("nan")
+            signs.add(math.copysign(1.0, x) * math.copysign(1.0, y))
+    if math.isnan(c):
+        return c
+    if math.isinf(c):
+        signs.add(math.copysign(1.0, c))
+    if len(signs) == 2:
+        return float("nan")
+    if signs:
+        return signs.pop() * math.inf
+
+    # 1. exact products, exponent = sum of the clamped input exponents
+    terms = []
+    for x, y in zip(a, b):
+        if x == 0 or y == 0:
+            continue
+        sx, ex = _sig_exp(Fraction(x), fmt)
+        sy, ey = _sig_exp(Fraction(y), fmt)
+        terms.append((Fraction(sx * sy) * Fraction(2) ** (ex + ey - 2 * fmt.mantissa_bits), ex + ey))
+    cf = Fraction(c)
+    exps = [e for _, e in terms]
+    if unit.c_in_alignment and cf != 0:
+        exps.append(floor_log2(abs(cf)))
+    total = Fraction(0)
+    if exps:
+        # 2.-3. align to the largest exponent, truncate each term toward zero
+        grid = Fraction(2) ** (max(exps) - unit.align_bits)
+        total = sum(math.trunc(t / grid) for t, _ in terms) * grid
+        if unit.c_in_alignment:
+            total += math.trunc(cf / grid) * grid
+    # 4. normalise once, round to the output precision
+    result = _round_to_bits(total, unit.out_frac_bits, unit.out_rounding)
+    if unit.c_in_alignment:
+        return result
+    # C outside the alignment: added to the rounded products' sum, rounded once more
+    return _round_to_bits(Fraction(result) + cf, unit.out_frac_bits, unit.c_rounding)

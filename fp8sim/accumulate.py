@@ -1,0 +1,290 @@
+"""Tensor-core accumulation: the block fused multiply-add and the engine that chains it.
+
+One hardware step, :class:`BlockFMA`, computes ``D = sum(a_i * b_i) + C``
+over ``block`` products (Fasi, Higham, Mikaitis & Pranesh, PeerJ Comput.
+Sci. 7:e330, 2021, section 5; Khattak & Mikaitis, "Accurate Models of
+NVIDIA Tensor Cores", arXiv 2512.07004; DeepSeek-V3 report, arXiv
+2412.19437, section 3.3.2):
+
+1. every product is exact; an input is ``significand * 2**e`` with ``e``
+   clamped at the input format's ``emin`` (subnormals), and the product's
+   exponent is the sum of its inputs' exponents (not renormalised);
+2. ``E`` is the largest exponent among the non-zero products and, when
+   ``c_in_alignment``, the exponent of a non-zero ``C``;
+3. every term is truncated toward zero onto the grid ``2**(E - align_bits)``;
+4. the integers are summed exactly, the sum is normalised once and rounded
+   to ``out_frac_bits`` fraction bits with ``out_rounding`` in FP32's
+   exponent range; when ``C`` is not in the alignment it is added to that
+   result afterwards, with one more rounding (``c_rounding``);
+5. over K the steps chain: each step's result is the next step's ``C``.
+
+Special values: a NaN input, ``Inf * 0`` or ``Inf - Inf`` give NaN; an
+infinite product gives Inf; an infinite ``C`` stays unless a product is the
+opposite infinity.  A result beyond the step's format overflows as IEEE
+754 rounds it (to Inf, or to the largest finite value under toward-zero).
+
+The scalar twin is :func:`fp8sim.reference.block_fma_dot`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .formats import FloatFormat, get_format
+from .rounding import RoundingMode, quantize
+
+__all__ = ["BlockFMA", "ExactUnit", "FMAUnit", "round_pair", "two_sum", "dot_chain"]
+
+FP32 = get_format("float32")
+
+
+@dataclass(frozen=True)
+class BlockFMA:
+    """Parameters of one tensor-core block fused multiply-add.
+
+    Parameters
+    ----------
+    in_format : FloatFormat or str
+        Format of both inputs (``"e4m3"``, ``"float16"``, ...).
+    block : int
+        Products summed in one step.
+    align_bits : int
+        ``F``: terms are truncated onto the grid ``2**(E - F)``.
+    out_frac_bits : int
+        Fraction bits of each step's result (23: FP32).
+    out_rounding : str
+        How each step's result is rounded: ``"toward_zero"`` (NVIDIA) or
+        ``"nearest_even"``.
+    c_in_alignment : bool
+        Whether ``C`` joins the alignment (and its truncation); if not, ``C``
+        is added to the rounded sum of the products.
+    c_rounding : str or None
+        Rounding of that addition when ``C`` is not in the alignment
+        (``None``: ``out_rounding``).
+    name : str
+        Label for reports.
+
+    Examples
+    --------
+    >>> import numpy as np, fp8sim
+    >>> unit = fp8sim.BlockFMA("e4m3", block=32, align_bits=13, out_frac_bits=13)
+    >>> a = np.array([[256.0, 1.0, 0.0078125]])      # the smallest product falls off the grid
+    >>> b = np.array([[1.0], [1.0], [1.0]])
+    >>> fp8sim.matmul(a, b, unit=unit).item()
+    257.0
+    """
+
+    in_format: FloatFormat
+    block: int
+    align_bits: int
+    out_frac_bits: int = 23
+    out_rounding: str = "toward_zero"
+    c_in_alignment: bool = True
+    c_rounding: str | None = None
+    name: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "in_format", get_format(self.in_format))
+        for field, lo, hi in (("block", 1, 4096), ("align_bits", 1, 40), ("out_frac_bits", 1, 23)):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+                raise ValueError(f"{field} must be an int in {lo}..{hi}, got {value!r}")
+            object.__setattr__(self, field, int(value))
+        if self.c_rounding is None:
+            object.__setattr__(self, "c_rounding", self.out_rounding)
+        for field in ("out_rounding", "c_rounding"):
+            value = getattr(self, field)
+            value = getattr(value, "value", value)
+            if value not in ("toward_zero", "nearest_even"):
+                raise ValueError(f"{field} must be 'toward_zero' or 'nearest_even', got {value!r}")
+            object.__setattr__(self, field, value)
+        if self.in_format.mantissa_bits > 23:
+            raise ValueError("in_format: at most 23 mantissa bits (products must be exact in float64)")
+        if self.align_bits + 3 + math.ceil(math.log2(self.block + 1)) > 52:
+            raise ValueError("align_bits and block too large for exact float64 sums")
+
+    @property
+    def acc_format(self) -> FloatFormat:
+        """Format of each step's result: FP32's exponent range, ``out_frac_bits`` fraction bits."""
+        return FloatFormat(8, self.out_frac_bits, 127, name=f"fp32_{self.out_frac_bits}frac")
+
+    def replace(self, **changes) -> "BlockFMA":
+        """A copy with some parameters changed (``dataclasses.replace``)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class ExactUnit:
+    """Comparison unit: the exact dot product, rounded once to FP32 (nearest-even).
+
+    A float64 matrix product is exact whenever every partial sum is a
+    multiple of the smallest product's last bit below ``2**53`` of them;
+    :func:`fp8sim.matmul` checks that bound on the data and uses one BLAS
+    product (typical FP8 data); otherwise it falls back to ``math.fsum`` per
+    dot product, with round-to-odd so the final rounding to FP32 is exact.
+    """
+
+    name: str = "exact"
+
+
+@dataclass(frozen=True)
+class FMAUnit:
+    """Comparison unit: IEEE FP32 fused multiply-add, one term at a time, in order of k.
+
+    ``acc = fma(a_k, b_k, acc)`` rounded to nearest-even in FP32 after each
+    term: what a scalar CPU loop computes.
+    """
+
+    name: str = "fp32_fma"
+
+
+def two_sum(a, b):
+    """Error-free transformation: ``s + e == a + b`` exactly, ``s = fl(a + b)``
+    (Knuth, TAOCP vol. 2, 4.2.2)."""
+    s = a + b
+    bb = s - a
+    e = (a - (s - bb)) + (b - bb)
+    return s, e
+
+
+def round_pair(hi, lo, fmt, rounding, overflow=None):
+    """Round the exact value ``hi + lo`` onto ``fmt``, where ``hi = fl64(hi + lo)``.
+
+    Only a ``hi`` on a rounding boundary of ``fmt`` (a midpoint for
+    nearest-even, a representable value for toward-zero) can round
+    differently from ``hi + lo``; there ``lo``'s sign decides.  Non-finite
+    ``hi`` passes through ``quantize``.
+
+    >>> round_pair(1.0 + 2.0**-24, -2.0**-60, "float32", "nearest_even")  # just below a midpoint
+    array(1.)
+    """
+    fmt = get_format(fmt)
+    hi = np.asarray(hi, np.float64)
+    lo = np.where(np.isfinite(hi), np.asarray(lo, np.float64), 0.0)
+    r = quantize(hi, fmt, rounding, overflow)
+    if not np.any(lo != 0):
+        return r
+    up = quantize(hi, fmt, "upward", overflow)
+    dn = quantize(hi, fmt, "downward", overflow)
+    with np.errstate(invalid="ignore"):
+        if rounding == "nearest_even":
+            mid = (up != dn) & (hi - dn == up - hi) & (lo != 0)
+            return np.where(mid, np.where(lo > 0, up, dn), r)
+        if rounding == "toward_zero":
+            exact = (up == dn) & (lo != 0) & (hi != 0) & (np.signbit(lo) != np.signbit(hi))
+            below = quantize(np.nextafter(hi, 0.0), fmt, "toward_zero", overflow)
+            return np.where(exact, below, r)
+    raise ValueError(f"round_pair supports 'nearest_even' and 'toward_zero', got {rounding!r}")
+
+
+# --- the engine -------------------------------------------------------------
+
+_NO_EXP = -16000  # exponent of a zero input: never the largest
+
+
+def _split(x, fmt):
+    """Input exponents clamped at emin (zeros: _NO_EXP) as int16."""
+    _, e = np.frexp(x)
+    e = np.maximum(e.astype(np.int32) - 1, fmt.emin)
+    return np.where(x == 0, _NO_EXP, e).astype(np.int16)
+
+
+def _step(a, ea, bt, ebt, c, unit, acc_fmt):
+    """One block FMA for a tile: a (m, 1, k) with bt (1, n, k) or (m, 1, k), c (m, n) finite."""
+    E = (ea + ebt).max(axis=2).astype(np.int32)
+    if unit.c_in_alignment:
+        _, ec = np.frexp(c)
+        E = np.where(c != 0, np.maximum(E, ec.astype(np.int32) - 1), E)
+    live = E > 2 * _NO_EXP + 1000  # some non-zero term
+    E = np.where(live, E, 0)
+    scale = np.ldexp(1.0, unit.align_bits - E)
+    terms = a * bt
+    terms *= scale[:, :, None]
+    np.trunc(terms, out=terms)
+    s = terms.sum(axis=2)
+    if unit.c_in_alignment:
+        s += np.trunc(c * scale)
+    r = quantize(s / scale, acc_fmt, unit.out_rounding, "infinity")
+    if unit.c_in_alignment:
+        return r
+    hi, lo = two_sum(r, c)
+    return round_pair(hi, lo, acc_fmt, unit.c_rounding, "infinity")
+
+
+def _special_counts(a, bt, paired=False):
+    """Per (m, n): any NaN product, +Inf product, -Inf product of a (m, k) @ bt.T
+    (``paired``: of the row-wise products of a and bt, as (m, 1))."""
+    fa, fb = np.isfinite(a), np.isfinite(bt)
+    if fa.all() and fb.all():
+        return None
+    if paired:
+        with np.errstate(invalid="ignore"):
+            p = a * bt
+            nan = np.isnan(p).any(axis=1, keepdims=True)
+        return nan, (p == np.inf).any(axis=1, keepdims=True), (p == -np.inf).any(axis=1, keepdims=True)
+    f = np.float64
+    nan_a, nan_b = np.isnan(a).astype(f), np.isnan(bt).astype(f)
+    zero_a, zero_b = (a == 0).astype(f), (bt == 0).astype(f)
+    pinf_a, ninf_a = (a == np.inf).astype(f), (a == -np.inf).astype(f)
+    pinf_b, ninf_b = (bt == np.inf).astype(f), (bt == -np.inf).astype(f)
+    inf_a, inf_b = pinf_a + ninf_a, pinf_b + ninf_b
+    nan = nan_a @ np.ones_like(bt.T) + np.ones_like(a) @ nan_b.T + inf_a @ zero_b.T + zero_a @ inf_b.T
+    pos_a = ((a > 0) & (a < np.inf)).astype(f)
+    neg_a = ((a < 0) & (a > -np.inf)).astype(f)
+    pos_b = ((bt > 0) & (bt < np.inf)).astype(f)
+    neg_b = ((bt < 0) & (bt > -np.inf)).astype(f)
+    pinf = pinf_a @ (pos_b + pinf_b).T + ninf_a @ (neg_b + ninf_b).T + pos_a @ pinf_b.T + neg_a @ ninf_b.T
+    ninf = pinf_a @ (neg_b + ninf_b).T + ninf_a @ (pos_b + pinf_b).T + pos_a @ ninf_b.T + neg_a @ pinf_b.T
+    return nan > 0, pinf > 0, ninf > 0
+
+
+def _apply_specials(result, c, counts):
+    """Combine a step's finite result with its special products and C."""
+    nan, pinf, ninf = counts
+    pinf = pinf | (c == np.inf)
+    ninf = ninf | (c == -np.inf)
+    out = np.where(pinf, np.inf, np.where(ninf, -np.inf, result))
+    return np.where(nan | np.isnan(c) | (pinf & ninf), np.nan, out)
+
+
+def dot_chain(a, b, c, unit: BlockFMA, *, tile_elems=1 << 21, paired=False):
+    """Chain ``unit`` over all of K: a (M, K) @ b (K, N) + c (M, N), finite or not.
+
+    ``paired=True``: b is (M, K) and row i of a meets row i of b only
+    (M independent dot products; c and the result are (M, 1)).  The caller
+    has checked the inputs; the only Python loops are over blocks of K and
+    over row tiles that bound memory at about ``tile_elems`` 3-D terms.
+    """
+    M, K = a.shape
+    N = 1 if paired else b.shape[1]
+    fmt = unit.in_format
+    acc_fmt = unit.acc_format
+    bt = np.ascontiguousarray(b if paired else b.T)
+    special = not (np.isfinite(a).all() and np.isfinite(bt).all() and np.isfinite(c).all())
+    a_fin = np.where(np.isfinite(a), a, 0.0) if special else a
+    bt_fin = np.where(np.isfinite(bt), bt, 0.0) if special else bt
+    ea, ebt = _split(a_fin, fmt), _split(bt_fin, fmt)
+    out = np.array(c, dtype=np.float64, copy=True)
+    rows = max(1, tile_elems // max(1, N * unit.block))
+    for k0 in range(0, K, unit.block):
+        k1 = min(k0 + unit.block, K)
+        for m0 in range(0, M, rows):
+            m1 = min(m0 + rows, M)
+            cm = out[m0:m1]
+            finite_c = np.isfinite(cm)
+            rb = slice(m0, m1) if paired else slice(None)
+            res = _step(a_fin[m0:m1, None, k0:k1], ea[m0:m1, None, k0:k1],
+                        bt_fin[None, rb, k0:k1] if not paired else bt_fin[rb, None, k0:k1],
+                        ebt[None, rb, k0:k1] if not paired else ebt[rb, None, k0:k1],
+                        np.where(finite_c, cm, 0.0), unit, acc_fmt)
+            if special:
+                counts = _special_counts(a[m0:m1, k0:k1], bt[rb, k0:k1], paired)
+                if counts is None:
+                    counts = (np.zeros(res.shape, bool),) * 3
+                res = _apply_specials(np.where(finite_c, res, cm), cm, counts)
+            out[m0:m1] = res
+    return out

@@ -1,0 +1,232 @@
+"""Matrix products through a simulated unit: :func:`matmul`.
+
+``matmul(a, b, c, unit=..., promote_every=...)`` computes ``a @ b + c``
+as the unit would: a tensor-core :class:`~fp8sim.accumulate.BlockFMA`
+chained over K, optionally with CUDA-core promotion (DeepSeek-V3, arXiv
+2412.19437, section 3.3.2: the chain restarts every ``promote_every``
+elements of K and each partial result is added into an FP32 accumulator
+with round-to-nearest-even), or one of the comparison units
+(:class:`~fp8sim.accumulate.ExactUnit`, :class:`~fp8sim.accumulate.FMAUnit`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .accumulate import BlockFMA, ExactUnit, FMAUnit, dot_chain, two_sum
+from .formats import get_format
+from .hardware import tensor_core
+from .rounding import as_float64, quantize
+
+__all__ = ["matmul", "dot_rows", "resolve_unit", "add_fp32"]
+
+FP32 = get_format("float32")
+
+
+def resolve_unit(unit):
+    """A unit object from a unit or a string: ``"H100:e4m3"``, ``"exact"``, ``"fp32_fma"``.
+
+    >>> resolve_unit("H100:e5m2").block
+    32
+    """
+    if isinstance(unit, (BlockFMA, ExactUnit, FMAUnit)):
+        return unit
+    if isinstance(unit, str):
+        if unit == "exact":
+            return ExactUnit()
+        if unit == "fp32_fma":
+            return FMAUnit()
+        if ":" in unit:
+            gpu, fmt = unit.split(":", 1)
+            return tensor_core(gpu, fmt)
+    raise ValueError(f"unit must be a BlockFMA, ExactUnit, FMAUnit, 'GPU:format', 'exact' or 'fp32_fma'; got {unit!r}")
+
+
+def _operand(x, name, fmt, quantize_inputs):
+    v, inexact = as_float64(x, name)
+    if inexact is not None:
+        raise ValueError(f"{name} holds values float64 cannot hold exactly")
+    if quantize_inputs:
+        return quantize(v, fmt)
+    q = quantize(v, fmt, overflow="infinity" if fmt.has_inf else None)
+    bad = ~((q == v) | (np.isnan(q) & np.isnan(v)))
+    if fmt.has_inf is False:
+        bad |= np.isinf(v)
+    if bad.any():
+        raise ValueError(
+            f"{name}: {int(bad.sum())} of {v.size} values are not representable in {fmt.name or fmt!r} "
+            f"(first: {v[bad][:3].tolist()}); pass quantize_inputs=True to round them"
+        )
+    return v
+
+
+def add_fp32(acc, x):
+    """``acc + x`` rounded once to nearest-even FP32, for float64 arrays of FP32 values.
+
+    >>> add_fp32(np.array([1.0]), np.array([2.0**-24 + 2.0**-40])).tolist()   # above the midpoint
+    [1.0000001192092896]
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        s, e = two_sum(acc, x)
+        r = s.astype(np.float32).astype(np.float64)  # the FPU rounds to nearest-even once
+        d = s - r
+        o = r + 2 * d  # the other neighbour when s is a midpoint
+        mid = (d != 0) & (o.astype(np.float32).astype(np.float64) == o) & (e != 0) & np.isfinite(s)
+        return np.where(mid & ((e > 0) == (d > 0)), o, r)
+
+
+def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, tile_elems=1 << 21):
+    """``a @ b + c`` as a simulated unit computes it.
+
+    Parameters
+    ----------
+    a, b : array_like
+        (M, K) and (K, N) real values (float arrays or ml_dtypes arrays),
+        exactly representable in the unit's input format (FP32 for the
+        comparison units) unless ``quantize_inputs``.
+    c : array_like, optional
+        FP32 addend, broadcast to (M, N); default zero.
+    unit : BlockFMA, ExactUnit, FMAUnit or str
+        For example ``fp8sim.hardware.tensor_core("H100", "e4m3")`` or the
+        string ``"H100:e4m3"``; ``"exact"``; ``"fp32_fma"``.
+    promote_every : int, optional
+        CUDA-core promotion: restart the unit's chain every
+        ``promote_every`` elements of K (a multiple of the unit's block) and
+        add each partial result into an FP32 accumulator (initialised with
+        ``c``) with nearest-even rounding.  ``None``: one chain over all of K.
+    quantize_inputs : bool
+        Round ``a`` and ``b`` to the input format (nearest-even, the
+        format's overflow convention) instead of rejecting them.
+    tile_elems : int
+        Bound on the 3-D working set (products per tile); memory does not
+        grow with K.
+
+    Returns
+    -------
+    numpy.ndarray
+        (M, N) float64 holding FP32 values (the unit's output).
+
+    Examples
+    --------
+    >>> import numpy as np, fp8sim
+    >>> a = np.full((1, 4096), 0.5); b = np.full((4096, 1), 1.125)
+    >>> fp8sim.matmul(a, b, unit="H100:e4m3").item(), 4096 * 0.5 * 1.125
+    (2304.0, 2304.0)
+    """
+    unit, a, b = _prepare(a, b, unit, promote_every, quantize_inputs)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"a and b must be 2-D, got shapes {a.shape} and {b.shape}")
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"shape mismatch: a is {a.shape}, b is {b.shape} (K must agree)")
+    M, N = a.shape[0], b.shape[1]
+    c = _addend(c, (M, N))
+    if isinstance(unit, ExactUnit):
+        return _exact(a, b, c)
+    if isinstance(unit, FMAUnit):
+        return _fma(a, b, c)
+    return _chained(a, b, c, unit, promote_every, tile_elems, paired=False)
+
+
+def dot_rows(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, tile_elems=1 << 21):
+    """Row-wise dot products ``sum(a[i] * b[i]) + c[i]`` through a unit.
+
+    ``a`` and ``b`` are (R, K); ``c`` broadcasts to (R,); returns (R,).
+    The same arithmetic as :func:`matmul`, for many independent dot
+    products (conformance rows, golden vectors) without forming all R*R
+    pairs.  Parameters as for :func:`matmul`; the comparison units are
+    not supported here.
+
+    >>> import fp8sim
+    >>> dot_rows([[1.0, 2.0], [3.0, 4.0]], [[1.0, 1.0], [1.0, -1.0]], unit="H100:e4m3").tolist()
+    [3.0, -1.0]
+    """
+    unit, a, b = _prepare(a, b, unit, promote_every, quantize_inputs)
+    if not isinstance(unit, BlockFMA):
+        raise ValueError("dot_rows needs a BlockFMA unit")
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"a and b must be 2-D of the same shape, got {a.shape} and {b.shape}")
+    c = _addend(c, (a.shape[0], 1)) if np.ndim(c) == 0 or c is None else _addend(np.asarray(c)[:, None], (a.shape[0], 1))
+    return _chained(a, b, c, unit, promote_every, tile_elems, paired=True)[:, 0]
+
+
+def _prepare(a, b, unit, promote_every, quantize_inputs):
+    unit = resolve_unit(unit)
+    fmt = unit.in_format if isinstance(unit, BlockFMA) else FP32
+    a = _operand(a, "a", fmt, quantize_inputs)
+    b = _operand(b, "b", fmt, quantize_inputs)
+    if promote_every is not None:
+        if not isinstance(unit, BlockFMA):
+            raise ValueError("promote_every applies to a BlockFMA unit")
+        if isinstance(promote_every, bool) or not isinstance(promote_every, (int, np.integer)) or promote_every <= 0 \
+                or promote_every % unit.block:
+            raise ValueError(f"promote_every must be a positive multiple of the unit's block ({unit.block}), "
+                             f"got {promote_every!r}")
+    return unit, a, b
+
+
+def _addend(c, shape):
+    if c is None:
+        return np.zeros(shape)
+    try:
+        return np.broadcast_to(_operand(c, "c", FP32, False), shape).astype(np.float64)
+    except ValueError as exc:
+        if "broadcast" in str(exc):
+            raise ValueError(f"c of shape {np.shape(c)} does not broadcast to {shape}") from None
+        raise
+
+
+def _chained(a, b, c, unit, promote_every, tile_elems, paired):
+    K = a.shape[1]
+    if promote_every is None:
+        return dot_chain(a, b, c, unit, tile_elems=tile_elems, paired=paired)
+    acc = c.copy()
+    zeros = np.zeros_like(c)
+    for k0 in range(0, K, promote_every):
+        kk = slice(k0, k0 + promote_every)
+        part = dot_chain(a[:, kk], b[:, kk] if paired else b[kk], zeros, unit, tile_elems=tile_elems, paired=paired)
+        acc = add_fp32(acc, part)
+    return acc
+
+
+def _lsb_exponent(x):
+    """Smallest exponent of a last significant bit among x's non-zero finite values."""
+    nz = x[(x != 0) & np.isfinite(x)]
+    if nz.size == 0:
+        return None
+    m, e = np.frexp(nz)
+    # last set bit of the float64 significand
+    sig = np.ldexp(np.abs(m), 53).astype(np.int64)
+    tz = np.log2((sig & -sig).astype(np.float64)).astype(np.int64)
+    return int((e.astype(np.int64) - 53 + tz).min())
+
+
+def _exact(a, b, c):
+    if not (np.isfinite(a).all() and np.isfinite(b).all() and np.isfinite(c).all()):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return quantize(a @ b + c, FP32)  # IEEE special-value rules
+    la, lb, lc = _lsb_exponent(a), _lsb_exponent(b), _lsb_exponent(c)
+    lows = [x for x in ((la + lb) if la is not None and lb is not None else None, lc) if x is not None]
+    if not lows:
+        return np.zeros_like(c)
+    bound = float((np.abs(a) @ np.abs(b) + np.abs(c)).max()) * (1 + 2.0**-30)
+    if bound < math.ldexp(1.0, min(lows) + 52):
+        # every partial sum is a multiple of 2**min(lows) below 2**(min(lows)+53): exact in float64
+        return quantize(a @ b + c, FP32)
+    out = np.empty_like(c)
+    for i in range(a.shape[0]):
+        for j in range(b.shape[1]):
+            terms = list(a[i] * b[:, j]) + [c[i, j]]
+            s = math.fsum(terms)
+            rest = math.fsum(terms + [-s])  # sign of the exact remainder
+            out[i, j] = add_fp32(np.array([s]), np.array([rest]))[0] if rest else quantize(s, FP32)
+    return out
+
+
+def _fma(a, b, c):
+    acc = c.copy()
+    with np.errstate(invalid="ignore", over="ignore"):
+        for k in range(a.shape[1]):
+            acc = add_fp32(acc, np.multiply.outer(a[:, k], b[k]))  # exact products, one rounding
+    return acc

@@ -1,0 +1,133 @@
+"""Measured presets: which :class:`~fp8sim.accumulate.BlockFMA` each GPU uses.
+
+Parameters follow Fasi, Higham, Mikaitis & Pranesh (PeerJ Comput. Sci.
+7:e330, 2021) for V100, and Khattak & Mikaitis ("Accurate Models of NVIDIA
+Tensor Cores", arXiv 2512.07004) for the later GPUs; every preset is
+checked bit for bit against the measured outputs in the conformance data
+(``tests/test_conformance.py``; the table in the README comes from
+``experiments/conformance_table.py``).
+
+B200 with FP8 inputs does not fit the truncating model: ``C`` is added
+after the products' truncated FP32 sum, with a rounding to nearest-even.
+See ``B200_FP8_NOTES``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .accumulate import BlockFMA
+from .formats import get_format
+
+__all__ = ["tensor_core", "GPUS", "load_vectors", "B200_FP8_NOTES"]
+
+#: canonical GPU names and their aliases
+GPUS = {"V100": "V100", "A100": "A100", "ADA": "Ada", "L40S": "L40S", "H100": "H100", "H200": "H100", "B200": "B200"}
+
+_FP = ("float16", "bfloat16", "tf32")
+_FP8 = ("float8_e4m3fn", "float8_e5m2")
+
+#: (gpu, format name) -> (block, align_bits, out_frac_bits, out_rounding, c_in_alignment[, c_rounding])
+_PRESETS = {}
+for _f in ("float16",):
+    _PRESETS[("V100", _f)] = (4, 23, 23, "toward_zero", True)
+for _gpu in ("A100", "Ada", "L40S"):
+    _PRESETS[(_gpu, "float16")] = (8, 24, 23, "toward_zero", True)
+    _PRESETS[(_gpu, "bfloat16")] = (8, 24, 23, "toward_zero", True)
+    _PRESETS[(_gpu, "tf32")] = (4, 24, 23, "toward_zero", True)
+for _gpu in ("Ada", "L40S"):
+    for _f in _FP8:
+        _PRESETS[(_gpu, _f)] = (16, 13, 13, "toward_zero", True)
+for _gpu in ("H100", "B200"):
+    _PRESETS[(_gpu, "float16")] = (16, 25, 23, "toward_zero", True)
+    _PRESETS[(_gpu, "bfloat16")] = (16, 25, 23, "toward_zero", True)
+    _PRESETS[(_gpu, "tf32")] = (8, 25, 23, "toward_zero", True)
+for _f in _FP8:
+    _PRESETS[("H100", _f)] = (32, 13, 13, "toward_zero", True)
+    _PRESETS[("B200", _f)] = (32, 25, 23, "toward_zero", False, "nearest_even")
+
+B200_FP8_NOTES = """\
+B200, FP8 inputs (E4M3, E5M2; 5000 measured rows each): the published
+truncating model, with C in the alignment and the sum truncated to FP32,
+fits no F: the outputs lie on both sides of the exact value.  What fits
+every row of both sets: the 32 products are aligned to their largest
+exponent and truncated to F bits, their sum is normalised and truncated
+to FP32 (23 fraction bits), and only then is C added, with one rounding
+to nearest-even FP32.  Every F >= 23 gives the same outputs on this data
+(F = 22 misses 2 E5M2 rows, F = 20 misses 26); the preset uses F = 25, as
+B200's FP16/BF16 path.  Adding C exactly before a single rounding to
+nearest misses 1 E5M2 row (3935).  Measured with experiments/fit_b200.py.
+"""
+
+
+def tensor_core(gpu: str, in_format) -> BlockFMA:
+    """The block FMA a GPU's tensor cores use for an input format.
+
+    Parameters
+    ----------
+    gpu : str
+        ``"V100"``, ``"A100"``, ``"Ada"``, ``"L40S"``, ``"H100"`` (also
+        ``"H200"``) or ``"B200"`` (case-insensitive).
+    in_format : str or FloatFormat
+        ``"e4m3"``, ``"e5m2"``, ``"float16"``, ``"bfloat16"`` or ``"tf32"``.
+
+    Examples
+    --------
+    >>> from fp8sim.hardware import tensor_core
+    >>> u = tensor_core("H100", "e4m3")
+    >>> u.block, u.align_bits, u.out_frac_bits, u.out_rounding
+    (32, 13, 13, 'toward_zero')
+    """
+    key = GPUS.get(str(gpu).upper())
+    if key is None:
+        raise ValueError(f"unknown gpu {gpu!r}; accepted: {sorted(GPUS)}")
+    fmt = get_format(in_format)
+    params = _PRESETS.get((key, fmt.name))
+    if params is None:
+        have = sorted(f for g, f in _PRESETS if g == key)
+        raise ValueError(f"no {key} preset for in_format {fmt.name!r}; {key} has {have}")
+    return BlockFMA(fmt, *params, name=f"{key}:{fmt.name}")
+
+
+# --- conformance data ----------------------------------------------------------
+
+_DIR_FORMAT = {"fp16": "float16", "bf16": "bfloat16", "tf32": "tf32", "E4M3": "float8_e4m3fn", "E5M2": "float8_e5m2"}
+
+
+def load_vectors(root, gpu: str, fmt_dir: str, output: str = "fp32"):
+    """Read one set of measured tensor-core outputs (``../shared/hw-vectors`` layout).
+
+    Returns a dict with ``a`` and ``b`` (rows, K) float64 inputs, ``c``
+    (rows,) float64 addends, ``d`` (rows,) float64 measured outputs, and
+    ``d_bits`` the outputs' FP32 bit patterns (uint32).
+
+    >>> import fp8sim.hardware as hw
+    >>> hw.load_vectors("/nonexistent", "H100", "E4M3")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: no conformance set at /nonexistent/H100/E4M3
+    """
+    d = Path(root) / gpu / fmt_dir
+    if not d.is_dir():
+        raise FileNotFoundError(f"no conformance set at {d}")
+
+    def hex_rows(name):
+        rows = [line.split() for line in (d / name).read_text().splitlines() if line.strip()]
+        return np.array([[int(t, 16) for t in r] for r in rows], np.uint32).view(np.float32).astype(np.float64)
+
+    def bin_rows(name):
+        bits = np.array([int(line.strip(), 2) for line in (d / name).read_text().splitlines() if line.strip()], np.uint32)
+        return bits
+
+    c_bits = bin_rows(f"c_{gpu}_fp32.txt")
+    d_bits = bin_rows(f"d_{gpu}_{output}.txt")
+    return {
+        "a": hex_rows(f"a_{gpu}_{fmt_dir}.txt"),
+        "b": hex_rows(f"b_{gpu}_{fmt_dir}.txt"),
+        "c": c_bits.view(np.float32).astype(np.float64),
+        "d": d_bits.view(np.float32).astype(np.float64),
+        "d_bits": d_bits,
+        "in_format": _DIR_FORMAT[fmt_dir],
+    }
