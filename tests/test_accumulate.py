@@ -1,0 +1,135 @@
+"""The vectorized block-FMA engine against its exact scalar twin."""
+
+import numpy as np
+import pytest
+
+import fp8sim
+from fp8sim import BlockFMA, matmul
+from fp8sim.gemm import dot_rows
+from fp8sim.hardware import tensor_core
+from fp8sim.reference import block_fma_dot
+
+
+def bits(x):
+    return np.asarray(x, np.float64).astype(np.float32).view(np.uint32)
+
+
+def same(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (bits(a) == bits(b)) | (np.isnan(a) & np.isnan(b))
+
+
+def random_inputs(rng, shape, fmt, spread=6, subnormal_frac=0.05, zero_frac=0.05):
+    """Values of fmt over a wide exponent spread, with subnormals and signed zeros."""
+    fmt = fp8sim.get_format(fmt)
+    x = rng.standard_normal(shape) * np.exp2(rng.integers(-spread, spread + 1, shape))
+    sub = rng.random(shape) < subnormal_frac
+    x[sub] = rng.integers(-2**fmt.mantissa_bits + 1, 2**fmt.mantissa_bits, sub.sum()) * fmt.smallest_subnormal
+    zero = rng.random(shape) < zero_frac
+    x[zero] = np.where(rng.random(zero.sum()) < 0.5, 0.0, -0.0)
+    return fp8sim.quantize(x, fmt, overflow="saturate")
+
+
+def reference_matmul(a, b, c, unit, promote_every=None):
+    out = np.empty((a.shape[0], b.shape[1]))
+    for i in range(a.shape[0]):
+        for j in range(b.shape[1]):
+            out[i, j] = block_fma_dot(a[i], b[:, j], c[i, j], unit, promote_every)
+    return out
+
+
+UNITS = [
+    ("H100", "e4m3"), ("H100", "e5m2"), ("B200", "e4m3"), ("B200", "e5m2"), ("Ada", "e4m3"),
+    ("H100", "bfloat16"), ("A100", "float16"), ("V100", "float16"), ("H100", "tf32"),
+]
+
+
+@pytest.mark.parametrize("gpu, fmt", UNITS)
+@pytest.mark.parametrize("K", [1, 31, 96, 200])
+def test_engine_equals_reference_random(gpu, fmt, K, rng):
+    unit = tensor_core(gpu, fmt)
+    a = random_inputs(rng, (3, K), fmt)
+    b = random_inputs(rng, (K, 4), fmt)
+    c = fp8sim.quantize(rng.standard_normal((3, 4)) * 4, "float32")
+    c[0, 0] = -0.0
+    got = matmul(a, b, c, unit=unit)
+    assert same(got, reference_matmul(a, b, c, unit)).all()
+
+
+@pytest.mark.parametrize("gpu, fmt, promote", [("H100", "e4m3", None), ("H100", "e4m3", 128), ("H100", "e5m2", 128),
+                                               ("B200", "e4m3", 256), ("H100", "bfloat16", None), ("Ada", "e5m2", 64)])
+def test_engine_equals_reference_k4096(gpu, fmt, promote, rng):
+    unit = tensor_core(gpu, fmt)
+    a = random_inputs(rng, (2, 4096), fmt, spread=3)
+    b = random_inputs(rng, (4096, 2), fmt, spread=3)
+    c = fp8sim.quantize(rng.standard_normal((2, 2)), "float32")
+    got = matmul(a, b, c, unit=unit, promote_every=promote)
+    assert same(got, reference_matmul(a, b, c, unit, promote)).all()
+
+
+def test_engine_equals_reference_custom_units(rng):
+    for unit in [
+        BlockFMA("e4m3", block=8, align_bits=10, out_frac_bits=16, out_rounding="nearest_even"),
+        BlockFMA("e5m2", block=5, align_bits=20, c_in_alignment=False, c_rounding="toward_zero"),
+        BlockFMA("float6_e3m2fn", block=3, align_bits=6, out_frac_bits=8),
+        BlockFMA("e2m1", block=16, align_bits=4, out_frac_bits=5),
+    ]:
+        a = random_inputs(rng, (3, 50), unit.in_format, spread=2)
+        b = random_inputs(rng, (50, 3), unit.in_format, spread=2)
+        c = fp8sim.quantize(rng.standard_normal((3, 3)), "float32")
+        assert same(matmul(a, b, c, unit=unit), reference_matmul(a, b, c, unit)).all(), unit
+
+
+def test_special_values_equal_reference(rng):
+    unit = tensor_core("H100", "e5m2")
+    K = 96
+    a = random_inputs(rng, (6, K), "e5m2")
+    b = random_inputs(rng, (K, 5), "e5m2")
+    a[0, 3] = np.nan
+    a[1, 40] = np.inf          # meets b's zero below -> NaN in one column
+    b[40, 2] = 0.0
+    a[2, 70] = -np.inf
+    b[10, 3] = np.inf          # +Inf and -Inf products in different blocks of row 2
+    a[3, 5] = np.inf
+    a[3, 6] = np.inf
+    b[5, 4] = 1.0
+    b[6, 4] = -1.0             # Inf - Inf within one block
+    c = np.zeros((6, 5))
+    c[4, 0] = np.inf
+    c[5, 1] = np.nan
+    got = matmul(a, b, c, unit=unit)
+    want = reference_matmul(a, b, c, unit)
+    assert same(got, want).all()
+    assert np.isnan(got[0]).all() and np.isinf(got[4, 0]) and np.isnan(got[5, 1])
+    # overflow of the chain follows IEEE rounding toward zero: the largest finite value
+    big = np.full((1, 64), 57344.0)
+    out = matmul(big, big.T, unit=unit)[0, 0]
+    assert out == block_fma_dot(big[0], big[0], 0.0, unit) and np.isfinite(out)
+
+
+def test_dot_rows_equals_matmul_rows(rng):
+    unit = tensor_core("H100", "e4m3")
+    a = random_inputs(rng, (20, 200), "e4m3")
+    b = random_inputs(rng, (20, 200), "e4m3")
+    c = fp8sim.quantize(rng.standard_normal(20), "float32")
+    rows = dot_rows(a, b, c, unit=unit, promote_every=64)
+    for i in range(20):
+        assert same(rows[i], matmul(a[i:i + 1], b[i][:, None], c[i], unit=unit, promote_every=64)[0, 0])
+
+
+def test_memory_tiling_does_not_change_results(rng):
+    unit = tensor_core("H100", "e4m3")
+    a = random_inputs(rng, (17, 300), "e4m3")
+    b = random_inputs(rng, (300, 9), "e4m3")
+    assert same(matmul(a, b, unit=unit, tile_elems=100), matmul(a, b, unit=unit)).all()
+
+
+def test_limited_accumulation_loses_small_terms():
+    # 2**-8 below the largest product lies beyond F = 13 bits only with the H100 FP8 unit
+    unit = tensor_core("H100", "e4m3")
+    a = np.array([[256.0] + [2.0**-6] * 31])
+    b = np.ones((32, 1))
+    assert matmul(a, b, unit=unit)[0, 0] == 256.0
+    assert matmul(a, b, unit="exact")[0, 0] == 256.0 + 31 * 2.0**-6
+    wide = unit.replace(align_bits=20)
+    assert matmul(a, b, unit=wide)[0, 0] == 256.0 + 31 * 2.0**-6 - (256 + 31 * 2.0**-6) % 2.0**-5

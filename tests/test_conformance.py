@@ -1,0 +1,58 @@
+"""Bit-exact conformance with measured GPU outputs (FP8SIM_HW_VECTORS).
+
+Unset: these tests skip with a message.  Set but missing: they fail.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fp8sim import matmul
+from fp8sim.gemm import dot_rows
+from fp8sim.hardware import load_vectors, tensor_core
+
+SETS = [
+    ("V100", "fp16"),
+    *[(g, f) for g in ("A100",) for f in ("fp16", "bf16", "tf32")],
+    *[(g, f) for g in ("Ada", "L40S", "H100", "B200") for f in ("fp16", "bf16", "tf32", "E4M3", "E5M2")],
+]
+
+
+@pytest.fixture(scope="module")
+def root():
+    path = os.environ.get("FP8SIM_HW_VECTORS")
+    if not path:
+        pytest.skip("FP8SIM_HW_VECTORS is not set: no conformance data to check against")
+    if not Path(path).is_dir():
+        pytest.fail(f"FP8SIM_HW_VECTORS={path} does not exist")
+    return path
+
+
+def addend(gpu, fmt_dir, v):
+    # hw-vectors README: the H100 FP8 sets were run with C = 0
+    return np.zeros_like(v["c"]) if gpu == "H100" and fmt_dir in ("E4M3", "E5M2") else v["c"]
+
+
+@pytest.mark.parametrize("gpu, fmt_dir", SETS, ids=[f"{g}-{f}" for g, f in SETS])
+def test_every_row_bit_exact_through_matmul(root, gpu, fmt_dir):
+    v = load_vectors(root, gpu, fmt_dir)
+    assert v["a"].shape[0] == 5000
+    unit = tensor_core(gpu, v["in_format"])
+    c = addend(gpu, fmt_dir, v)
+    got = np.array([matmul(v["a"][i:i + 1], v["b"][i][:, None], c[i], unit=unit)[0, 0] for i in range(len(c))])
+    got_bits = got.astype(np.float32).view(np.uint32)
+    bad = np.flatnonzero(got_bits != v["d_bits"])
+    assert bad.size == 0, f"{bad.size} rows differ, first {bad[:5]}"
+    # the batched path gives the same bits
+    np.testing.assert_array_equal(dot_rows(v["a"], v["b"], c, unit=unit).astype(np.float32).view(np.uint32),
+                                  v["d_bits"])
+
+
+def test_published_model_does_not_fit_b200_fp8(root):
+    """The variant matters: B200 FP8 with C in the alignment and truncation misses rows."""
+    v = load_vectors(root, "B200", "E5M2")
+    unit = tensor_core("B200", "e5m2").replace(c_in_alignment=True, align_bits=13, out_frac_bits=23)
+    got = dot_rows(v["a"], v["b"], v["c"], unit=unit).astype(np.float32).view(np.uint32)
+    assert (got != v["d_bits"]).sum() > 1000

@@ -1,0 +1,135 @@
+import math
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import fp8sim
+from fp8sim import matmul
+from fp8sim.gemm import add_fp32, dot_rows, resolve_unit
+from fp8sim.hardware import tensor_core
+
+from .test_accumulate import random_inputs, same
+
+
+def fsum_fp32(a, b, c):
+    """Independent exact reference: Fractions, one rounding to FP32."""
+    from fractions import Fraction
+
+    out = np.empty((a.shape[0], b.shape[1]))
+    for i in range(a.shape[0]):
+        for j in range(b.shape[1]):
+            s = sum(Fraction(x) * Fraction(y) for x, y in zip(a[i], b[:, j])) + Fraction(c[i, j])
+            out[i, j] = fp8sim.reference.quantize_scalar(s, "float32")
+    return out
+
+
+def test_exact_unit_fast_and_fallback_paths(rng):
+    a = random_inputs(rng, (4, 300), "e4m3")
+    b = random_inputs(rng, (300, 3), "e4m3")
+    c = fp8sim.quantize(rng.standard_normal((4, 3)), "float32")
+    assert same(matmul(a, b, c, unit="exact"), fsum_fp32(a, b, c)).all()
+    # values 2**100 apart defeat the one-BLAS-product bound: the fsum path
+    a2 = fp8sim.quantize(rng.standard_normal((3, 40)) * np.exp2(rng.integers(-60, 60, (3, 40))), "float32")
+    b2 = fp8sim.quantize(rng.standard_normal((40, 3)) * np.exp2(rng.integers(-60, 60, (40, 3))), "float32")
+    c2 = np.zeros((3, 3))
+    assert same(matmul(a2, b2, c2, unit="exact"), fsum_fp32(a2, b2, c2)).all()
+
+
+def test_exact_unit_double_rounding_case():
+    # exact sum = 1 + 2**-24 + 2**-80: float64 alone rounds to the FP32 midpoint
+    a = np.array([[1.0, 2.0**-24, 2.0**-40]])
+    b = np.array([[1.0], [1.0], [2.0**-40]])
+    assert matmul(a, b, unit="exact")[0, 0] == 1.0 + 2.0**-23
+
+
+def test_fma_unit_is_sequential_fp32():
+    rng = np.random.default_rng(1)
+    a = fp8sim.quantize(rng.standard_normal((3, 50)), "float32")
+    b = fp8sim.quantize(rng.standard_normal((50, 2)), "float32")
+    got = matmul(a, b, unit="fp32_fma")
+    for i in range(3):
+        for j in range(2):
+            acc = 0.0
+            for k in range(50):
+                acc = fp8sim.reference.quantize_scalar(
+                    fp8sim.reference.Fraction(acc) + fp8sim.reference.Fraction(a[i, k]) * fp8sim.reference.Fraction(b[k, j]),
+                    "float32")
+            assert got[i, j] == acc
+
+
+def test_add_fp32_rounds_once(rng):
+    x = fp8sim.quantize(rng.standard_normal(10000) * np.exp2(rng.integers(-30, 30, 10000)), "float32")
+    y = fp8sim.quantize(rng.standard_normal(10000), "float32")
+    from fractions import Fraction
+
+    want = [fp8sim.reference.quantize_scalar(Fraction(p) + Fraction(q), "float32") for p, q in zip(x, y)]
+    assert same(add_fp32(x, y), want).all()
+
+
+def test_promotion_improves_long_sums():
+    rng = np.random.default_rng(0)
+    a = fp8sim.quantize(rng.random((8, 4096)), "e4m3")
+    b = fp8sim.quantize(rng.random((4096, 8)), "e4m3")
+    exact = matmul(a, b, unit="exact")
+    fast = matmul(a, b, unit="H100:e4m3")
+    promoted = matmul(a, b, unit="H100:e4m3", promote_every=128)
+    err_fast = np.max(np.abs(fast - exact) / np.abs(exact))
+    err_prom = np.max(np.abs(promoted - exact) / np.abs(exact))
+    assert err_fast > 10 * err_prom
+
+
+def test_ml_dtypes_inputs_and_quantize_inputs():
+    a = np.array([[1.5, -2.0]], ml_dtypes.float8_e4m3fn)
+    b = np.array([[0.5], [0.25]], ml_dtypes.float8_e4m3fn)
+    assert matmul(a, b, unit="H100:e4m3")[0, 0] == 0.25
+    with pytest.raises(ValueError, match=r"a: 1 of 2 values are not representable"):
+        matmul([[0.3, 1.0]], [[1.0], [1.0]], unit="H100:e4m3")
+    assert matmul([[0.3, 1.0]], [[1.0], [1.0]], unit="H100:e4m3", quantize_inputs=True)[0, 0] == 1.3125
+
+
+def test_bad_arguments():
+    a, b = np.ones((2, 64)), np.ones((64, 3))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        matmul(a, np.ones((63, 3)), unit="H100:e4m3")
+    with pytest.raises(ValueError, match="2-D"):
+        matmul(np.ones(64), b, unit="H100:e4m3")
+    with pytest.raises(ValueError, match="multiple of the unit's block"):
+        matmul(a, b, unit="H100:e4m3", promote_every=48)
+    with pytest.raises(ValueError, match="promote_every applies"):
+        matmul(a, b, unit="exact", promote_every=128)
+    with pytest.raises(ValueError, match="unknown gpu"):
+        matmul(a, b, unit="H900:e4m3")
+    with pytest.raises(ValueError, match="no H100 preset"):
+        tensor_core("H100", "e2m1")
+    with pytest.raises(ValueError, match="unit must be"):
+        resolve_unit(42)
+    with pytest.raises(ValueError, match="broadcast"):
+        matmul(a, b, np.ones((5, 5)), unit="H100:e4m3")
+    with pytest.raises(ValueError, match="c: 1 of"):
+        matmul(a, b, 0.1, unit="H100:e4m3")
+    with pytest.raises(ValueError, match="block must be"):
+        fp8sim.BlockFMA("e4m3", block=0, align_bits=13)
+    with pytest.raises(ValueError, match="out_rounding"):
+        fp8sim.BlockFMA("e4m3", block=32, align_bits=13, out_rounding="upward")
+    with pytest.raises(ValueError, match="same shape"):
+        dot_rows(a, b, unit="H100:e4m3")
+
+
+def test_memory_flat_in_k():
+    """Peak memory grows with K only by a few copies of the inputs (checks, exponents),
+    never by the (M, N, K) products: those are formed one block and one row tile at a time."""
+    import tracemalloc
+
+    unit = tensor_core("H100", "e4m3")
+    peaks = []
+    for K in (1024, 4096):
+        a = np.ones((64, K))
+        b = np.ones((K, 64))
+        tracemalloc.start()
+        matmul(a, b, unit=unit, tile_elems=1 << 16)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    input_bytes_growth = 2 * 64 * (4096 - 1024) * 8
+    assert peaks[1] - peaks[0] < 6 * input_bytes_growth
+    assert peaks[1] < 64 * 64 * 4096 * 8 / 4  # far below the full product tensor
