@@ -183,36 +183,72 @@ def round_pair(hi, lo, fmt, rounding, overflow=None):
 
 # --- the engine -------------------------------------------------------------
 
-_NO_EXP = -16000  # exponent of a zero input: never the largest
+class _Plan:
+    """Work types for a unit: float32 terms and int8 exponents where exact, else float64/int16."""
+
+    def __init__(self, unit: BlockFMA):
+        fmt = unit.in_format
+        self.unit = unit
+        self.acc_fmt = unit.acc_format
+        lo, hi = fmt.emin, fmt.emax + 1
+        # float32 holds every product (2(m+1) bits, exponents within range) and every
+        # truncated term and block sum (< block * 2**(F+2)) exactly
+        small = (
+            2 * (fmt.mantissa_bits + 1) <= 24
+            and 2 * (lo - fmt.mantissa_bits) >= -126
+            and 2 * hi <= 126
+            and unit.align_bits + 2 + math.ceil(math.log2(unit.block + 1)) <= 24
+        )
+        self.dtype = np.float32 if small else np.float64
+        self.no_exp = -60 if max(-lo, hi) <= 28 else -16000
+        self.exp_dtype = np.int8 if self.no_exp == -60 else np.int16
+        self.min_exp = 2 * lo  # smallest exponent of a non-zero product
+        self.rtz_mask = np.uint64((2**64 - 1) ^ (2 ** (52 - unit.out_frac_bits) - 1))
+
+    def exponents(self, x):
+        """Input exponents clamped at emin, zeros at no_exp (never the largest)."""
+        _, e = np.frexp(x)
+        e = np.maximum(e - 1, self.unit.in_format.emin)
+        return np.where(x == 0, self.no_exp, e).astype(self.exp_dtype)
+
+    def round_acc(self, v, rounding):
+        """Round exact float64 values onto the step's result format."""
+        fmt = self.acc_fmt
+        if rounding != "toward_zero":
+            return quantize(v, fmt, rounding, "infinity")
+        # truncating the float64 fraction is the rounding, for normal in-range results
+        r = (v.view(np.uint64) & self.rtz_mask).view(np.float64)
+        a = np.abs(v)
+        odd = ((a < fmt.smallest_normal) & (v != 0)) | (a > fmt.max)
+        if odd.any():
+            r = np.where(odd, quantize(v, fmt, rounding, "infinity"), r)
+        return r
 
 
-def _split(x, fmt):
-    """Input exponents clamped at emin (zeros: _NO_EXP) as int16."""
-    _, e = np.frexp(x)
-    e = np.maximum(e.astype(np.int32) - 1, fmt.emin)
-    return np.where(x == 0, _NO_EXP, e).astype(np.int16)
-
-
-def _step(a, ea, bt, ebt, c, unit, acc_fmt):
-    """One block FMA for a tile: a (m, 1, k) with bt (1, n, k) or (m, 1, k), c (m, n) finite."""
+def _step(plan, a, ea, bt, ebt, c):
+    """One block FMA for a tile: a (m, 1, k) with bt (1, n, k) or (m, 1, k); c (m, n) finite."""
+    unit = plan.unit
     E = (ea + ebt).max(axis=2).astype(np.int32)
+    live = E >= plan.min_exp
     if unit.c_in_alignment:
         _, ec = np.frexp(c)
-        E = np.where(c != 0, np.maximum(E, ec.astype(np.int32) - 1), E)
-    live = E > 2 * _NO_EXP + 1000  # some non-zero term
+        nz = c != 0
+        E = np.where(nz, np.where(live, np.maximum(E, ec - 1), ec - 1), E)
+        live |= nz
     E = np.where(live, E, 0)
-    scale = np.ldexp(1.0, unit.align_bits - E)
+    shift = unit.align_bits - E
+    scale = np.ldexp(1.0, shift)
     terms = a * bt
-    terms *= scale[:, :, None]
+    terms *= np.ldexp(plan.dtype(1), np.clip(shift, -120, 120)).astype(plan.dtype)[:, :, None]
     np.trunc(terms, out=terms)
-    s = terms.sum(axis=2)
+    s = terms.sum(axis=2, dtype=plan.dtype).astype(np.float64)
     if unit.c_in_alignment:
         s += np.trunc(c * scale)
-    r = quantize(s / scale, acc_fmt, unit.out_rounding, "infinity")
+    r = plan.round_acc(s / scale, unit.out_rounding)
     if unit.c_in_alignment:
         return r
     hi, lo = two_sum(r, c)
-    return round_pair(hi, lo, acc_fmt, unit.c_rounding, "infinity")
+    return round_pair(hi, lo, plan.acc_fmt, unit.c_rounding, "infinity")
 
 
 def _special_counts(a, bt, paired=False):
@@ -256,33 +292,40 @@ def dot_chain(a, b, c, unit: BlockFMA, *, tile_elems=1 << 21, paired=False):
 
     ``paired=True``: b is (M, K) and row i of a meets row i of b only
     (M independent dot products; c and the result are (M, 1)).  The caller
-    has checked the inputs; the only Python loops are over blocks of K and
-    over row tiles that bound memory at about ``tile_elems`` 3-D terms.
+    has checked the inputs.  The only Python loops are over blocks of K and
+    over row tiles; each step works on at most about ``tile_elems`` products
+    and copies only its own block of the inputs, so memory does not grow
+    with K.
     """
     M, K = a.shape
     N = 1 if paired else b.shape[1]
-    fmt = unit.in_format
-    acc_fmt = unit.acc_format
-    bt = np.ascontiguousarray(b if paired else b.T)
-    special = not (np.isfinite(a).all() and np.isfinite(bt).all() and np.isfinite(c).all())
-    a_fin = np.where(np.isfinite(a), a, 0.0) if special else a
-    bt_fin = np.where(np.isfinite(bt), bt, 0.0) if special else bt
-    ea, ebt = _split(a_fin, fmt), _split(bt_fin, fmt)
+    plan = _Plan(unit)
+    dt = plan.dtype
     out = np.array(c, dtype=np.float64, copy=True)
     rows = max(1, tile_elems // max(1, N * unit.block))
     for k0 in range(0, K, unit.block):
         k1 = min(k0 + unit.block, K)
+        a_blk = a[:, k0:k1]
+        b_blk = b[:, k0:k1] if paired else b[k0:k1].T  # (rows or N, k)
+        special = not (np.isfinite(a_blk).all() and np.isfinite(b_blk).all())
+        if special:
+            a_fin = np.where(np.isfinite(a_blk), a_blk, 0.0)
+            b_fin = np.where(np.isfinite(b_blk), b_blk, 0.0)
+        else:
+            a_fin, b_fin = a_blk, b_blk
+        ea, eb = plan.exponents(a_fin), plan.exponents(b_fin)
+        a_fin, b_fin = a_fin.astype(dt), b_fin.astype(dt)
         for m0 in range(0, M, rows):
             m1 = min(m0 + rows, M)
             cm = out[m0:m1]
             finite_c = np.isfinite(cm)
-            rb = slice(m0, m1) if paired else slice(None)
-            res = _step(a_fin[m0:m1, None, k0:k1], ea[m0:m1, None, k0:k1],
-                        bt_fin[None, rb, k0:k1] if not paired else bt_fin[rb, None, k0:k1],
-                        ebt[None, rb, k0:k1] if not paired else ebt[rb, None, k0:k1],
-                        np.where(finite_c, cm, 0.0), unit, acc_fmt)
-            if special:
-                counts = _special_counts(a[m0:m1, k0:k1], bt[rb, k0:k1], paired)
+            if paired:
+                b3, eb3 = b_fin[m0:m1, None, :], eb[m0:m1, None, :]
+            else:
+                b3, eb3 = b_fin[None], eb[None]
+            res = _step(plan, a_fin[m0:m1, None, :], ea[m0:m1, None, :], b3, eb3, np.where(finite_c, cm, 0.0))
+            if special or not finite_c.all():
+                counts = _special_counts(a_blk[m0:m1], b_blk[m0:m1] if paired else b_blk, paired)
                 if counts is None:
                     counts = (np.zeros(res.shape, bool),) * 3
                 res = _apply_specials(np.where(finite_c, res, cm), cm, counts)

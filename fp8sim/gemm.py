@@ -50,14 +50,20 @@ def _operand(x, name, fmt, quantize_inputs):
         raise ValueError(f"{name} holds values float64 cannot hold exactly")
     if quantize_inputs:
         return quantize(v, fmt)
-    q = quantize(v, fmt, overflow="infinity" if fmt.has_inf else None)
-    bad = ~((q == v) | (np.isnan(q) & np.isnan(v)))
-    if fmt.has_inf is False:
-        bad |= np.isinf(v)
-    if bad.any():
+    flat = v.reshape(-1)
+    n_bad, first = 0, []
+    for i in range(0, flat.size, 1 << 18):  # bounded temporaries
+        x = flat[i:i + (1 << 18)]
+        q = quantize(x, fmt, overflow="infinity" if fmt.has_inf else None)
+        bad = ~((q == x) | (np.isnan(q) & np.isnan(x)))
+        if not fmt.has_inf:
+            bad |= np.isinf(x)
+        n_bad += int(bad.sum())
+        first += x[bad][: 3 - len(first)].tolist()
+    if n_bad:
         raise ValueError(
-            f"{name}: {int(bad.sum())} of {v.size} values are not representable in {fmt.name or fmt!r} "
-            f"(first: {v[bad][:3].tolist()}); pass quantize_inputs=True to round them"
+            f"{name}: {n_bad} of {v.size} values are not representable in {fmt.name or fmt!r} "
+            f"(first: {first}); pass quantize_inputs=True to round them"
         )
     return v
 

@@ -95,7 +95,7 @@ def as_float64(x, arg="x"):
     kind = arr.dtype.kind
     if kind == "f" or arr.dtype.name.startswith(("float", "bfloat")):
         with np.errstate(invalid="ignore"):  # casting signalling NaNs warns
-            v = arr.astype(np.float64)
+            v = arr.astype(np.float64, copy=False)
         if arr.dtype.itemsize > 8 and kind == "f":  # long double
             return v, _mask_or_none((v.astype(arr.dtype) != arr) & ~np.isnan(v))
         return v, None
