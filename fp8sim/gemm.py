@@ -118,7 +118,9 @@ def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, til
     --------
     >>> import numpy as np, fp8sim
     >>> a = np.full((1, 4096), 0.5); b = np.full((4096, 1), 1.125)
-    >>> fp8sim.matmul(a, b, unit="H100:e4m3").item(), 4096 * 0.5 * 1.125
+    >>> fp8sim.matmul(a, b, unit="H100:e4m3").item()        # products swamped as the sum grows
+    2162.0
+    >>> fp8sim.matmul(a, b, unit="H100:e4m3", promote_every=128).item(), 4096 * 0.5 * 1.125
     (2304.0, 2304.0)
     """
     unit, a, b = _prepare(a, b, unit, promote_every, quantize_inputs)
