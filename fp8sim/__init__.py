@@ -5,12 +5,13 @@
 [0.1015625, 448.0]
 """
 
-from . import accumulate, codec, formats, gemm, hardware, reference, rounding
+from . import accumulate, codec, formats, gemm, hardware, reference, rounding, scaling
 from .accumulate import BlockFMA, ExactUnit, FMAUnit
 from .codec import decode, encode
 from .formats import FloatFormat, get_format
-from .gemm import matmul
+from .gemm import matmul, scaled_matmul
 from .rounding import Overflow, RoundingMode, quantize
+from .scaling import DelayedScaling, ScaledTensor, quantize_scaled
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,10 @@ __all__ = [
     "ExactUnit",
     "FMAUnit",
     "matmul",
+    "quantize_scaled",
+    "scaled_matmul",
+    "ScaledTensor",
+    "DelayedScaling",
     "hardware",
     "__version__",
 ]

@@ -20,7 +20,7 @@ from .formats import get_format
 from .hardware import tensor_core
 from .rounding import as_float64, quantize
 
-__all__ = ["matmul", "dot_rows", "resolve_unit", "add_fp32"]
+__all__ = ["matmul", "dot_rows", "scaled_matmul", "resolve_unit", "add_fp32"]
 
 FP32 = get_format("float32")
 
@@ -237,4 +237,152 @@ def _fma(a, b, c):
     with np.errstate(invalid="ignore", over="ignore"):
         for k in range(a.shape[1]):
             acc = add_fp32(acc, np.multiply.outer(a[:, k], b[k]))  # exact products, one rounding
+    return acc
+
+
+# --- scaled GEMM pipelines -------------------------------------------------------
+
+def scaled_matmul(A, B, *, unit, promote_every=None, out_format="bfloat16", semantics=None):
+    """A scaled FP8/MX GEMM pipeline: quantized operands -> unit -> scales -> output rounding.
+
+    Parameters
+    ----------
+    A, B : ScaledTensor
+        (M, K) and (K, N), from :func:`fp8sim.quantize_scaled`; their element
+        format must be the unit's input format.
+    unit : BlockFMA or str
+        The tensor-core unit, e.g. ``"H100:e4m3"`` (``"B200:e4m3"`` for MX).
+    promote_every : int, optional
+        ``"scaled_mm"`` only: ``None`` is cuBLAS fast accumulation (one
+        chain over K), 128 promotes every 128 elements into FP32.
+    out_format : str
+        Output rounding (nearest-even): ``"bfloat16"`` (default),
+        ``"float16"`` or ``"float32"``.
+    semantics : str, optional
+        ``"deepgemm"``, ``"scaled_mm"`` or ``"mx"``; inferred from the
+        operands' granularities when omitted.
+
+    Notes
+    -----
+    Every step, in order (``fl32``: round to nearest-even FP32; the scalar
+    twin :func:`fp8sim.reference.scaled_dot` follows the same order):
+
+    ``"deepgemm"`` (DeepSeek-V3, arXiv 2412.19437, section 3.3.2; A in 1 x T
+    tiles, B in T x T blocks, T a multiple of the unit's block, 128 in
+    DeepSeek-V3): for each K block ``j`` of T elements,
+    ``p = unit(A_j @ B_j)`` (the unit's chain from C = 0),
+    ``s = fl32(sa[m, j] * sb[j, n // T])``,
+    ``acc = fl32(acc + p * s)`` (a fused multiply-add, one rounding);
+    finally ``out = round(acc, out_format)``.
+
+    ``"scaled_mm"`` (``torch._scaled_mm``: per-tensor scales, or rowwise A and
+    columnwise B): ``D = matmul(A_vals, B_vals, unit, promote_every)``,
+    ``s = fl32(sa[m] * sb[n])``, ``out = round(fl32(D * s), out_format)``.
+
+    ``"mx"`` (OCP MX: both operands in 32-element blocks along K with E8M0
+    scales): for each K block ``j`` of 32, ``p = unit(A_j @ B_j)``,
+    ``acc = fl32(acc + p * 2**(xa + xb))`` (the power-of-two scaling is
+    exact), ``out = round(acc, out_format)``.  fp8sim's model: the scaled
+    block results accumulate in FP32 with nearest-even; it is not checked
+    against measured MX outputs.
+
+    Examples
+    --------
+    >>> import numpy as np, fp8sim
+    >>> rng = np.random.default_rng(0)
+    >>> x, w = rng.standard_normal((4, 256)), rng.standard_normal((256, 8))
+    >>> A = fp8sim.quantize_scaled(x, "e4m3", (1, 128))
+    >>> B = fp8sim.quantize_scaled(w, "e4m3", (128, 128))
+    >>> out = fp8sim.scaled_matmul(A, B, unit="H100:e4m3")
+    >>> rel = np.linalg.norm(out - x @ w) / np.linalg.norm(x @ w)   # E4M3 rounding of the inputs
+    >>> bool(0.01 < rel < 0.05)
+    True
+    """
+    from .scaling import ScaledTensor
+
+    unit = resolve_unit(unit)
+    if not isinstance(unit, BlockFMA):
+        raise ValueError("scaled_matmul needs a BlockFMA unit")
+    for name, t in (("A", A), ("B", B)):
+        if not isinstance(t, ScaledTensor):
+            raise TypeError(f"{name} must be a ScaledTensor (use fp8sim.quantize_scaled)")
+        if len(t.shape) != 2:
+            raise ValueError(f"{name} must be 2-D, got shape {t.shape}")
+        if t.fmt != unit.in_format:
+            raise ValueError(f"{name}'s elements are {t.fmt.name}, the unit takes {unit.in_format.name}")
+    (M, K), (K2, N) = A.shape, B.shape
+    if K != K2:
+        raise ValueError(f"shape mismatch: A is {A.shape}, B is {B.shape}")
+    out_fmt = get_format(out_format)
+    if out_fmt.name not in ("bfloat16", "float16", "float32"):
+        raise ValueError(f"out_format must be 'bfloat16', 'float16' or 'float32', got {out_format!r}")
+    semantics = semantics or _infer_semantics(A, B)
+    if semantics == "deepgemm":
+        acc = _deepgemm(A, B, unit, promote_every)
+    elif semantics == "scaled_mm":
+        acc = _scaled_mm(A, B, unit, promote_every)
+    elif semantics == "mx":
+        acc = _mx(A, B, unit, promote_every)
+    else:
+        raise ValueError(f"semantics must be 'deepgemm', 'scaled_mm' or 'mx', got {semantics!r}")
+    return quantize(acc, out_fmt)
+
+
+def _infer_semantics(A, B):
+    if A.scale_format.name == "float8_e8m0fnu" and B.scale_format.name == "float8_e8m0fnu":
+        return "mx"
+    (M, K), N = A.shape, B.shape[1]
+    if A.tile in ((1, K), (M, K)) and B.tile in ((K, 1), (K, N)):
+        return "scaled_mm"
+    if A.tile[0] == 1 and B.tile[0] == A.tile[1]:
+        return "deepgemm"
+    raise ValueError(f"cannot infer the pipeline from tiles A {A.tile} and B {B.tile}; pass semantics=")
+
+
+def _fl32_product(x, y):
+    return quantize(x * y, FP32)  # FP32 values: the float64 product is exact
+
+
+def _deepgemm(A, B, unit, promote_every):
+    T = A.tile[1]
+    if B.tile != (T, T) or T % unit.block:
+        raise ValueError(f"deepgemm needs A in (1, T) tiles and B in (T, T) blocks, T a multiple of "
+                         f"{unit.block}; got {A.tile} and {B.tile}")
+    if promote_every not in (None, T):
+        raise ValueError(f"deepgemm promotes once per scale block: promote_every must be None or {T}")
+    M, K = A.shape
+    N = B.shape[1]
+    acc = np.zeros((M, N))
+    sb_cols = np.arange(N) // T
+    for j, k0 in enumerate(range(0, K, T)):
+        part = dot_chain(A.values[:, k0:k0 + T], B.values[k0:k0 + T], np.zeros((M, N)), unit)
+        s = _fl32_product(A.scales[:, j][:, None], B.scales[j][sb_cols][None, :])
+        acc = add_fp32(acc, part * s)
+    return acc
+
+
+def _scaled_mm(A, B, unit, promote_every):
+    M, K = A.shape
+    N = B.shape[1]
+    if A.tile not in ((1, K), (M, K)) or B.tile not in ((K, 1), (K, N)):
+        raise ValueError(f"scaled_mm takes per-tensor or rowwise A and per-tensor or columnwise B scales; "
+                         f"got tiles {A.tile} and {B.tile}")
+    D = matmul(A.values, B.values, unit=unit, promote_every=promote_every)
+    s = _fl32_product(A.expanded_scales()[:, :1], B.expanded_scales()[:1, :])
+    return quantize(D * s, FP32)
+
+
+def _mx(A, B, unit, promote_every):
+    M, K = A.shape
+    N = B.shape[1]
+    if A.tile != (1, 32) or B.tile != (32, 1):
+        raise ValueError(f"mx needs A in 32-element blocks along K (tile (1, 32)) and B along K (tile (32, 1), "
+                         f"quantize_scaled(..., axis=0)); got {A.tile} and {B.tile}")
+    if promote_every is not None:
+        raise ValueError("mx accumulates every 32-element block into FP32: promote_every must be None")
+    acc = np.zeros((M, N))
+    for j, k0 in enumerate(range(0, K, 32)):
+        part = dot_chain(A.values[:, k0:k0 + 32], B.values[k0:k0 + 32], np.zeros((M, N)), unit)
+        with np.errstate(invalid="ignore"):
+            acc = add_fp32(acc, part * A.scales[:, j][:, None] * B.scales[j][None, :])
     return acc

@@ -269,3 +269,87 @@ def _block(a, b, c, unit, fmt) -> float:
         return result
     # C outside the alignment: added to the rounded products' sum, rounded once more
     return _round_to_bits(Fraction(result) + cf, unit.out_frac_bits, unit.c_rounding)
+
+
+# --- scaling --------------------------------------------------------------------------
+
+def block_scale(block, fmt, rule="fp32", *, margin=0, amax_epsilon=0.0, pow2=None, global_scale=None) -> float:
+    """The scale of one block of values under a rule, from the written definitions.
+
+    ``rule``: ``"fp32"`` (amax * 2**margin / max, optional power of two,
+    rounded to FP32; 1 for an all-zero block), ``"mx_floor"`` (OCP MX v1.0
+    section 6.3: 2**(floor(log2 amax) - emax), clipped to 2**[-127, 127];
+    2**-127 for zeros), ``"mx_ceil"`` (smallest power of two ``2**X`` with
+    ``amax <= max * 2**X``), ``"nvfp4"`` (E4M3 of amax / (6 * global_scale)).
+
+    >>> block_scale([0.5, -3.0], "e4m3"), block_scale([0.5, -3.0], "e2m1", "mx_floor")
+    (0.0066964286379516125, 0.5)
+    """
+    fmt = get_format(fmt)
+    if any(math.isnan(v) or math.isinf(v) for v in block):
+        return float("nan")
+    amax = max((abs(Fraction(v)) for v in block), default=Fraction(0))
+    if rule == "fp32":
+        amax = max(amax, Fraction(amax_epsilon))
+        if amax == 0:
+            return 1.0
+        s = amax * Fraction(2) ** margin / Fraction(fmt.max)
+        if pow2 is not None:
+            e = floor_log2(s)
+            if pow2 == "ceil" and Fraction(2) ** e != s:
+                e += 1
+            s = Fraction(2) ** e
+        return quantize_scalar(s, "float32", "nearest_even", "saturate")
+    if rule == "mx_floor":
+        x = -127 if amax == 0 else min(max(floor_log2(amax) - fmt.emax, -127), 127)
+        return float(Fraction(2) ** x)
+    if rule == "mx_ceil":
+        if amax == 0:
+            return float(Fraction(2) ** -127)
+        r = amax / Fraction(fmt.max)
+        x = floor_log2(r)
+        if Fraction(2) ** x != r:
+            x += 1
+        return float(Fraction(2) ** min(max(x, -127), 127))
+    if rule == "nvfp4":
+        return quantize_scalar(amax / (Fraction(fmt.max) * Fraction(global_scale)), "float8_e4m3fn",
+                               "nearest_even", "saturate")
+    raise ValueError(f"unknown rule {rule!r}")
+
+
+def scaled_element(x, scale, fmt, rounding="nearest_even") -> float:
+    """One element: the exact quotient x / scale rounded onto fmt with saturation (0 for scale 0)."""
+    if scale == 0:
+        return 0.0
+    if math.isnan(scale) or math.isnan(x) or math.isinf(x):
+        return float("nan") if get_format(fmt).has_nan else 0.0
+    return quantize_scalar(Fraction(x) / Fraction(scale), fmt, rounding, "saturate")
+
+
+def _fl32(v: Fraction) -> Fraction:
+    return Fraction(quantize_scalar(v, "float32", "nearest_even", "infinity"))
+
+
+def scaled_dot(a_vals, a_scales, b_vals, b_scales, unit, semantics, *, block_k, promote_every=None,
+               out_format="bfloat16") -> float:
+    """One output element of :func:`fp8sim.scaled_matmul`, step by step in exact arithmetic.
+
+    ``a_scales[j]`` and ``b_scales[j]`` are the scales of K block ``j``
+    (``block_k`` elements; for ``"scaled_mm"`` one scale each).
+    """
+    a_vals, b_vals = list(a_vals), list(b_vals)
+    if semantics == "scaled_mm":
+        d = Fraction(block_fma_dot(a_vals, b_vals, 0.0, unit, promote_every))
+        s = _fl32(Fraction(a_scales[0]) * Fraction(b_scales[0]))
+        return quantize_scalar(_fl32(d * s), out_format)
+    acc = Fraction(0)
+    for j, k0 in enumerate(range(0, len(a_vals), block_k)):
+        part = Fraction(block_fma_dot(a_vals[k0:k0 + block_k], b_vals[k0:k0 + block_k], 0.0, unit))
+        if semantics == "deepgemm":
+            s = _fl32(Fraction(a_scales[j]) * Fraction(b_scales[j]))
+        elif semantics == "mx":
+            s = Fraction(a_scales[j]) * Fraction(b_scales[j])
+        else:
+            raise ValueError(f"unknown semantics {semantics!r}")
+        acc = _fl32(acc + part * s)
+    return quantize_scalar(acc, out_format)

@@ -1,0 +1,396 @@
+"""Scaling recipes: per-tensor, per-row/column, tiles and blocks, MX, NVFP4.
+
+A scaled tensor stores element values ``q`` in a low-precision format and
+one scale ``s`` per block; it stands for ``x ~= q * s`` (times a global
+FP32 scale for NVFP4).  :func:`quantize_scaled` computes the scales from
+the data and rounds ``x / s`` onto the element format with saturation;
+:class:`ScaledTensor` holds the result, and :class:`DelayedScaling` keeps
+the amax history of delayed per-tensor scaling.
+
+Scale rules
+-----------
+FP32 scales ("tensor", "row", "col", tiles)
+    ``s = amax * 2**margin / fmt.max`` over the block (``amax`` at least
+    ``amax_epsilon``), optionally a power of two (``pow2="ceil"`` rounds
+    ``s`` up, so nothing saturates; ``"floor"`` rounds it down), then
+    rounded to nearest-even FP32.  An all-zero block gets ``s = 1``.  This is
+    the current-scaling rule of NVIDIA Transformer Engine and the 1x128 /
+    128x128 recipe of DeepSeek-V3 (arXiv 2412.19437, section 3.3.2).
+"mx32" (OCP Microscaling Formats v1.0, section 6.3)
+    32 consecutive elements along the last axis share an E8M0 scale
+    ``2**(floor(log2(amax)) - emax_elem)``, clipped to ``2**[-127, 127]``;
+    an all-zero block gets ``2**-127``.  Elements are rounded to nearest-even
+    with saturation.  ``mx_scale="ceil"`` is the rounding-up variant some
+    libraries offer: ``2**ceil(log2(amax / max_elem))``, which never
+    saturates but can waste one binade (it differs from OCP exactly when the
+    block's scaled amax would exceed ``max_elem``... or be below half of it).
+"nvfp4"
+    E2M1 elements, 16-element blocks along the last axis with an E4M3
+    scale, and one FP32 per-tensor scale ``g = amax / (448 * 6)``: block
+    scale ``s_b = e4m3(amax_b / (6 * g))`` (nearest-even, saturating),
+    elements ``e2m1(x / (s_b * g))``; ``x ~= q * s_b * g``.
+
+Shapes not divisible by the tile: the last tile along an axis is partial;
+its scale is computed from the elements it has (the same as zero padding,
+since zeros do not change an amax).
+
+Non-finite inputs: ``nonfinite="raise"`` (default for FP32-scaled recipes)
+raises ``ValueError``; ``"propagate"`` (default for MX, as OCP MX section
+5.2 does with a NaN scale) gives the block a NaN scale, and the whole block
+dequantizes to NaN.  Nothing non-finite becomes a finite number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .accumulate import round_pair
+from .codec import encode
+from .formats import FloatFormat, get_format
+from .rounding import as_float64, quantize
+
+__all__ = ["ScaledTensor", "quantize_scaled", "DelayedScaling", "tile_shape"]
+
+FP32 = get_format("float32")
+E8M0 = get_format("float8_e8m0fnu")
+E4M3 = get_format("float8_e4m3fn")
+E2M1 = get_format("float4_e2m1fn")
+MX_ELEMENTS = ("float8_e4m3fn", "float8_e5m2", "float6_e2m3fn", "float6_e3m2fn", "float4_e2m1fn")
+
+
+@dataclass(frozen=True)
+class ScaledTensor:
+    """Element values and block scales; ``dequantize()`` gives ``values * scales``.
+
+    Attributes
+    ----------
+    values : numpy.ndarray
+        Element values (float64, representable in ``fmt``), the input's shape.
+    scales : numpy.ndarray
+        One scale per tile, shape ``ceil(shape / tile)`` (float64 values
+        representable in ``scale_format``).
+    fmt, scale_format : FloatFormat
+    tile : tuple of int
+        Tile shape in elements (the whole tensor for "tensor").
+    granularity : str or tuple
+        As requested.
+    global_scale : float
+        Per-tensor FP32 factor (NVFP4; 1.0 otherwise).
+    saturated : int
+        How many elements were clipped to ``+-fmt.max``.
+
+    Examples
+    --------
+    >>> import numpy as np, fp8sim
+    >>> st = fp8sim.quantize_scaled(np.array([[1.0, -2.0], [300.0, 4.0]]), "e4m3", "row")
+    >>> st.scales.ravel().tolist()
+    [0.004464285913854837, 0.6696428656578064]
+    >>> st.values.tolist()                      # x / scale, rounded to E4M3
+    [[224.0, -448.0], [448.0, 6.0]]
+    """
+
+    values: np.ndarray
+    scales: np.ndarray
+    fmt: FloatFormat
+    scale_format: FloatFormat
+    tile: tuple
+    granularity: object
+    global_scale: float = 1.0
+    saturated: int = 0
+    shape: tuple = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(self.values.shape))
+
+    def expanded_scales(self) -> np.ndarray:
+        """The scales broadcast to the values' shape."""
+        s = self.scales
+        for axis, t in enumerate(self.tile):
+            s = np.repeat(s, t, axis=axis)
+        return s[tuple(slice(0, n) for n in self.shape)]
+
+    def dequantize(self) -> np.ndarray:
+        """``values * scales * global_scale`` in float64 (exact products)."""
+        with np.errstate(invalid="ignore"):
+            return self.values * self.expanded_scales() * self.global_scale
+
+    def codes(self):
+        """(element codes, scale codes): bit patterns for interop."""
+        return encode(self.values, self.fmt), encode(self.scales, self.scale_format)
+
+
+def tile_shape(granularity, shape, axis=-1):
+    """Tile shape in elements for a granularity and a tensor shape (``axis``: MX/NVFP4 blocks).
+
+    >>> tile_shape((1, 128), (4, 256)), tile_shape("row", (4, 256)), tile_shape("mx32", (4, 64))
+    ((1, 128), (1, 256), (1, 32))
+    """
+    nd = len(shape)
+    if isinstance(granularity, str):
+        g = granularity.lower()
+        if g == "tensor":
+            return tuple(max(1, n) for n in shape)
+        if g in ("row", "col"):
+            if nd != 2:
+                raise ValueError(f"granularity {granularity!r} needs a 2-D tensor, got shape {shape}")
+            return (1, shape[1]) if g == "row" else (shape[0], 1)
+        if g in ("mx32", "nvfp4"):
+            if not -nd <= axis < nd:
+                raise ValueError(f"axis {axis} out of range for a tensor of shape {shape}")
+            tile = [1] * nd
+            tile[axis] = 32 if g == "mx32" else 16
+            return tuple(tile)
+        raise ValueError(
+            f"granularity must be 'tensor', 'row', 'col', 'mx32', 'nvfp4' or a tile shape tuple, got {granularity!r}"
+        )
+    try:
+        tile = tuple(int(t) for t in granularity)
+    except TypeError:
+        raise ValueError(f"granularity must be a string or a tuple of tile sizes, got {granularity!r}") from None
+    if len(tile) != nd or any(t < 1 for t in tile):
+        raise ValueError(f"tile {granularity!r} must have {nd} positive sizes for a tensor of shape {shape}")
+    return tile
+
+
+def _block_view(x, tile, fill):
+    """x padded (with ``fill``) to whole tiles and reshaped to (blocks..., tile...)."""
+    pad = [(0, (-n) % t) for n, t in zip(x.shape, tile)]
+    if any(p for _, p in pad):
+        x = np.pad(x, pad, constant_values=fill)
+    shape = []
+    for n, t in zip(x.shape, tile):
+        shape += [n // t, t]
+    nd = x.ndim
+    order = list(range(0, 2 * nd, 2)) + list(range(1, 2 * nd, 2))
+    return x.reshape(shape).transpose(order)
+
+
+def _block_amax(x, tile):
+    v = _block_view(np.abs(x), tile, 0.0)
+    axes = tuple(range(x.ndim, 2 * x.ndim))
+    with np.errstate(invalid="ignore"):
+        return v.max(axis=axes)
+
+
+def _fp32_scales(amax, fmt, margin, amax_epsilon, pow2):
+    amax = np.maximum(amax, amax_epsilon)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        s = amax * 2.0**margin / fmt.max
+        if pow2 == "ceil":
+            s = np.exp2(np.ceil(np.log2(s)))
+        elif pow2 == "floor":
+            s = np.exp2(np.floor(np.log2(s)))
+        elif pow2 is not None:
+            raise ValueError(f"pow2 must be None, 'ceil' or 'floor', got {pow2!r}")
+    s = np.where(amax == 0, 1.0, s)
+    return quantize(s, FP32, overflow="saturate")
+
+
+def _mx_scales(amax, fmt, mode):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if mode == "floor":
+            _, e = np.frexp(amax)
+            x = (e - 1).astype(np.float64) - fmt.emax
+        elif mode == "ceil":
+            x = np.ceil(np.log2(amax / fmt.max))
+            # exactness: log2 of a ratio may land a hair off an integer
+            x = np.where(np.exp2(x - 1) * fmt.max >= amax, x - 1, x)
+            x = np.where(np.exp2(x) * fmt.max < amax, x + 1, x)
+        else:
+            raise ValueError(f"mx_scale must be 'floor' (OCP) or 'ceil', got {mode!r}")
+    x = np.clip(x, -127, 127)
+    x = np.where(amax == 0, -127, x)
+    return np.where(np.isfinite(amax), np.exp2(np.where(np.isfinite(amax), x, 0)), np.nan)
+
+
+def _split(a):
+    c = 134217729.0 * a  # 2**27 + 1 (Dekker)
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def _quotient_residual(x, s, y):
+    """Sign-correct ``x - y * s`` (exact product by Dekker's two-product)."""
+    p = y * s
+    yh, yl = _split(y)
+    sh, sl = _split(s)
+    err = ((yh * sh - p) + yh * sl + yl * sh) + yl * sl
+    return (x - p) - err
+
+
+def _elements(x, scales_full, fmt, rounding):
+    """Round x / s (the exact quotient) onto fmt with saturation; (values, saturated count)."""
+    if rounding not in ("nearest_even", "toward_zero"):
+        raise ValueError(f"rounding must be 'nearest_even' or 'toward_zero', got {rounding!r}")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        safe_s = np.where((scales_full == 0) | ~np.isfinite(scales_full), 1.0, scales_full)
+        y = np.where(scales_full == 0, 0.0, x / safe_s)
+        finite = np.isfinite(y)
+        y = np.where(finite, y, 0.0)
+        lo = np.where(finite, _quotient_residual(np.where(finite, x, 0.0), safe_s, y), 0.0) / safe_s
+    nan_ok = fmt.has_nan
+    q = round_pair(y, lo, fmt, rounding, "saturate")
+    saturated = int(np.sum(np.abs(y) > fmt.max))
+    if not finite.all():
+        if not nan_ok:
+            q = np.where(finite, q, 0.0)  # the block's NaN scale carries the NaN
+        else:
+            q = np.where(finite, q, np.nan)
+    return q, saturated
+
+
+def quantize_scaled(
+    x,
+    fmt="e4m3",
+    granularity="tensor",
+    *,
+    amax_epsilon=0.0,
+    margin=0,
+    pow2=None,
+    mx_scale="floor",
+    rounding="nearest_even",
+    nonfinite=None,
+    delayed=None,
+    axis=-1,
+) -> ScaledTensor:
+    """Quantize with block scales; see the module notes for every rule.
+
+    Parameters
+    ----------
+    x : array_like
+        Real values; 2-D for "row", "col" and tile shapes.
+    fmt : str or FloatFormat
+        Element format (MX: one of e4m3, e5m2, e2m3, e3m2, e2m1; NVFP4:
+        e2m1).
+    granularity : str or tuple
+        ``"tensor"``, ``"row"``, ``"col"``, a tile shape such as ``(1, 128)``
+        or ``(128, 128)``, ``"mx32"`` or ``"nvfp4"``.
+    amax_epsilon, margin, pow2
+        FP32-scale rules: amax floor, extra headroom in powers of two,
+        power-of-two scales (``None``, ``"ceil"``, ``"floor"``).
+    mx_scale : str
+        ``"floor"`` (OCP MX) or ``"ceil"`` (the rounding-up variant).
+    rounding : str
+        Rounding of the elements (any :class:`fp8sim.RoundingMode` but
+        stochastic).
+    nonfinite : str, optional
+        ``"raise"`` or ``"propagate"``; default ``"propagate"`` for MX and
+        ``"raise"`` otherwise.
+    delayed : DelayedScaling, optional
+        Per-tensor delayed scaling: use its current scale, then record this
+        tensor's amax (only with ``granularity="tensor"``).
+    axis : int
+        The axis along which "mx32" and "nvfp4" blocks run (default the
+        last; for the right operand of a product, along K, use 0).
+
+    Returns
+    -------
+    ScaledTensor
+
+    Examples
+    --------
+    >>> import numpy as np, fp8sim
+    >>> x = np.array([[0.5, 1.0, 56.0, 2.0]])
+    >>> st = fp8sim.quantize_scaled(x, "e2m1", "mx32")     # OCP: 2**(5 - 2); 56 / 8 = 7 saturates
+    >>> st.scales.item(), st.values.tolist(), st.saturated
+    (8.0, [[0.0, 0.0, 6.0, 0.0]], 1)
+    >>> st = fp8sim.quantize_scaled(x, "e2m1", "mx32", mx_scale="ceil")
+    >>> st.scales.item(), st.values.tolist(), st.saturated
+    (16.0, [[0.0, 0.0, 4.0, 0.0]], 0)
+    """
+    fmt = get_format(fmt)
+    v, inexact = as_float64(x)
+    if inexact is not None:
+        raise ValueError("x holds values float64 cannot hold exactly")
+    if v.ndim == 0:
+        v = v.reshape(1)
+    g = granularity.lower() if isinstance(granularity, str) else granularity
+    tile = tile_shape(g, v.shape, axis)
+    is_mx = g == "mx32"
+    if is_mx and fmt.name not in MX_ELEMENTS:
+        raise ValueError(f"mx32 elements must be one of {MX_ELEMENTS}, got {fmt.name!r}")
+    if g == "nvfp4" and fmt != E2M1:
+        raise ValueError(f"nvfp4 elements are float4_e2m1fn, got {fmt.name!r}")
+    if nonfinite is None:
+        nonfinite = "propagate" if is_mx else "raise"
+    if nonfinite not in ("raise", "propagate"):
+        raise ValueError(f"nonfinite must be 'raise' or 'propagate', got {nonfinite!r}")
+    bad = ~np.isfinite(v)
+    if bad.any() and nonfinite == "raise":
+        raise ValueError(f"x holds {int(bad.sum())} non-finite value(s); pass nonfinite='propagate' "
+                         "to give their blocks a NaN scale")
+    if delayed is not None and g != "tensor":
+        raise ValueError("delayed scaling applies to granularity='tensor'")
+
+    amax = _block_amax(v, tile)
+    global_scale = 1.0
+    if is_mx:
+        scales, scale_format = _mx_scales(amax, fmt, mx_scale), E8M0
+    elif g == "nvfp4":
+        tensor_amax = float(np.max(np.abs(v))) if v.size else 0.0
+        if not math.isfinite(tensor_amax):
+            tensor_amax = 0.0
+        global_scale = float(quantize(tensor_amax / (E4M3.max * fmt.max), FP32)) if tensor_amax > 0 else 1.0
+        with np.errstate(invalid="ignore"):
+            scales = quantize(np.where(np.isfinite(amax), amax, 0.0) / (fmt.max * global_scale), E4M3,
+                              overflow="saturate")
+        scales = np.where(np.isfinite(amax), scales, np.nan)
+        scale_format = E4M3
+    else:
+        if delayed is not None:
+            scales = np.full(amax.shape, delayed.scale)
+        else:
+            with np.errstate(invalid="ignore"):
+                scales = _fp32_scales(np.where(np.isfinite(amax), amax, 0.0), fmt, margin, amax_epsilon, pow2)
+            scales = np.where(np.isfinite(amax), scales, np.nan)
+        scale_format = FP32
+    full = ScaledTensor(v, scales, fmt, scale_format, tile, granularity).expanded_scales() * global_scale
+    values, saturated = _elements(v, full, fmt, rounding)
+    if delayed is not None:
+        delayed.record(float(amax.max()) if amax.size else 0.0)
+    return ScaledTensor(values, scales, fmt, scale_format, tile, granularity, global_scale, saturated)
+
+
+class DelayedScaling:
+    """Per-tensor delayed scaling with an amax history (NVIDIA Transformer Engine's
+    ``DelayedScaling`` recipe).
+
+    Each call of :func:`quantize_scaled` with ``delayed=self`` quantizes with
+    the current scale, then appends the tensor's amax to the history (the
+    last ``history_len`` values) and recomputes the scale for the next call:
+    ``amax_h`` is the history's maximum (``algo="max"``) or its newest entry
+    (``"most_recent"``), and ``scale = amax_h * 2**margin / fmt.max`` (1.0
+    while ``amax_h`` is 0).  The first call uses ``scale = 1.0``.  Values
+    beyond ``fmt.max`` after a stale scale saturate, and
+    :attr:`ScaledTensor.saturated` counts them.
+
+    >>> import numpy as np, fp8sim
+    >>> ds = fp8sim.DelayedScaling("e4m3", history_len=2)
+    >>> [fp8sim.quantize_scaled(np.array([a]), "e4m3", delayed=ds).scales.item() for a in (448.0, 896.0, 1.0, 1.0)]
+    [1.0, 1.0, 2.0, 2.0]
+    >>> ds.scale, list(ds.history)
+    (0.0022321429569274187, [1.0, 1.0])
+    """
+
+    def __init__(self, fmt="e4m3", history_len=1024, algo="max", margin=0):
+        self.fmt = get_format(fmt)
+        if isinstance(history_len, bool) or not isinstance(history_len, int) or history_len < 1:
+            raise ValueError(f"history_len must be a positive int, got {history_len!r}")
+        if algo not in ("max", "most_recent"):
+            raise ValueError(f"algo must be 'max' or 'most_recent', got {algo!r}")
+        self.algo = algo
+        self.margin = margin
+        self.history = deque(maxlen=history_len)
+        self.scale = 1.0
+
+    def record(self, amax: float):
+        """Append an amax and update the scale for the next tensor."""
+        if not math.isfinite(amax):
+            raise ValueError("amax must be finite")
+        self.history.append(amax)
+        amax_h = max(self.history) if self.algo == "max" else self.history[-1]
+        self.scale = float(_fp32_scales(np.array(amax_h), self.fmt, self.margin, 0.0, None))
