@@ -51,3 +51,50 @@ def progress(iterable, **kwargs):
     except ImportError:  # pragma: no cover
         return iterable
     return tqdm(iterable, **kwargs)
+
+
+class Executor:
+    """Where independent sweep points run: a Dask cluster or a local process pool.
+
+    ``Executor(None)`` uses ``concurrent.futures.ProcessPoolExecutor``;
+    ``Executor("tcp://host:8786")`` sends the points to that Dask
+    distributed scheduler through its ``concurrent.futures`` executor.
+    ``map`` keeps the input order, so results do not depend on where points ran.
+    """
+
+    def __init__(self, scheduler=None, workers=None):
+        self.scheduler = scheduler
+        if scheduler:
+            try:
+                from distributed import Client
+            except ImportError:  # pragma: no cover
+                raise SystemExit("--scheduler needs Dask: pip install 'dask[distributed]'") from None
+            self._client = Client(scheduler)
+            self._pool = self._client.get_executor()
+        else:
+            import os
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._client = None
+            self._pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count())
+
+    def map(self, fn, items, desc="points"):
+        items = list(items)
+        futures = [self._pool.submit(fn, item) for item in items]
+        return [f.result() for f in progress(futures, desc=desc, total=len(futures), leave=False)]
+
+    def close(self):
+        self._pool.shutdown()
+        if self._client is not None:
+            self._client.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def point_rng(seed, *keys):
+    """A generator that depends only on the seed and the sweep point's integer keys."""
+    return np.random.default_rng([int(seed)] + [int(k) for k in keys])

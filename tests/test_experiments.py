@@ -36,3 +36,65 @@ def test_conformance_table(tmp_path):
 
     rows = conformance_table.main(["--vectors", path, "--out", str(tmp_path)])
     assert len(rows) == 24 and all(r["fp32_matched"] == r["rows"] for r in rows)
+
+
+def test_accumulation_error_quick(tmp_path):
+    from experiments import accumulation_error
+
+    accumulation_error.main(["--quick", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "accumulation_error.json").read_text())
+    s = record["deepseek_setting"]
+    assert {"distribution", "K", "metric", "fast_max_rel_err", "promoted_max_rel_err"} <= set(s)
+    assert s["fast_max_rel_err"] >= 10 * s["promoted_max_rel_err"]
+    assert (tmp_path / "accumulation_error.png").stat().st_size > 10000
+    assert record["seed"] == 0 and "fp8sim_version" in record and "command" in record
+
+
+def test_outlier_sensitivity_quick(tmp_path):
+    from experiments import outlier_sensitivity
+
+    result = outlier_sensitivity.main(["--quick", "--out", str(tmp_path)])
+    f = result["fractions"][0]
+    n = len([m for m in result["magnitudes"] if m <= 10000])
+
+    def err(recipe):
+        return outlier_sensitivity.series(result, recipe, "rel_err_normal_channels", f)
+
+    tensor, tile = err("per-tensor"), err("1x128 tile")
+    assert all(b >= a * 0.98 for a, b in zip(tensor, tensor[1:]))  # per-tensor grows with the outliers
+    assert tensor[n - 1] > 1.2 * tensor[0] and tensor[-1] > 3 * tensor[0]
+    assert max(tile[:n]) <= 2 * tile[0]                              # 1x128 stays near outlier-free to 10**4
+    assert tile[-1] < tensor[-1] / 2
+    assert (tmp_path / "outlier_sensitivity.png").exists()
+
+
+def test_format_error_quick(tmp_path):
+    from experiments import format_error
+
+    rows = format_error.main(["--quick", "--out", str(tmp_path)])
+    for r in rows.values():
+        assert r["max_rel_err_normal_range"] <= r["eps_over_2"]
+    assert (tmp_path / "format_error.png").exists()
+
+
+def test_dask_cluster_gives_the_local_result(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from experiments import accumulation_error
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        remote = accumulation_error.main(["--quick", "--out", str(tmp_path / "dask"),
+                                          "--scheduler", cluster.scheduler_address])
+    local = accumulation_error.main(["--quick", "--out", str(tmp_path / "local")])
+    assert remote == local
+
+
+def test_python_m_experiments_quick(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "experiments", "--quick", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for name in ["accumulation_error", "outlier_sensitivity", "format_error"]:
+        assert (tmp_path / f"{name}.png").exists() and (tmp_path / f"{name}.json").exists()
