@@ -353,3 +353,42 @@ def scaled_dot(a_vals, a_scales, b_vals, b_scales, unit, semantics, *, block_k, 
             raise ValueError(f"unknown semantics {semantics!r}")
         acc = _fl32(acc + part * s)
     return quantize_scalar(acc, out_format)
+
+
+def trace_dot(a, b, c, unit):
+    """Step one dot product through a block-FMA unit, block by block, for inspection.
+
+    Returns one dict per block: ``c_in``, ``E`` (the alignment exponent),
+    ``grid`` (``2**(E - F)``), ``products`` (exact), ``kept`` (each term
+    after truncation), ``lost`` (what truncation dropped, summed) and
+    ``result``.  Finite inputs only.
+
+    >>> from fp8sim.hardware import tensor_core
+    >>> step = trace_dot([256.0, 1.0, 2.0**-7], [1.0, 1.0, 1.0], 0.0, tensor_core("H100", "e4m3"))[0]
+    >>> step["E"], step["grid"], step["kept"], step["result"]
+    (8, 0.03125, [256.0, 1.0, 0.0], 257.0)
+    """
+    fmt = get_format(unit.in_format)
+    steps = []
+    c = float(c)
+    for k0 in range(0, len(a), unit.block):
+        aa, bb = [float(v) for v in a[k0:k0 + unit.block]], [float(v) for v in b[k0:k0 + unit.block]]
+        products, exps = [], []
+        for x, y in zip(aa, bb):
+            p = Fraction(x) * Fraction(y)
+            products.append(p)
+            if p != 0:
+                exps.append(_sig_exp(Fraction(x), fmt)[1] + _sig_exp(Fraction(y), fmt)[1])
+        if unit.c_in_alignment and c != 0:
+            exps.append(floor_log2(abs(Fraction(c))))
+        E = max(exps) if exps else None
+        grid = Fraction(2) ** (E - unit.align_bits) if E is not None else None
+        kept = [math.trunc(p / grid) * grid if grid else Fraction(0) for p in products]
+        result = _block(aa, bb, c, unit, fmt)
+        steps.append({
+            "c_in": c, "E": E, "grid": float(grid) if grid else None,
+            "products": [float(p) for p in products], "kept": [float(k) for k in kept],
+            "lost": float(sum(products) - sum(kept)), "result": result,
+        })
+        c = result
+    return steps

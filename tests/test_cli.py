@@ -24,3 +24,72 @@ def test_bad_command_is_one_line_no_traceback():
     r = subprocess.run([sys.executable, "-m", "fp8sim", "frobnicate"], capture_output=True, text=True)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "fp8sim", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_golden_and_verify_round_trip(tmp_path):
+    import numpy as np
+
+    import fp8sim
+    from fp8sim.testing import read_golden
+
+    g = tmp_path / "g.npz"
+    r = run_cli("golden", "--unit", "H100:e4m3", "--shape", "8x4x256", "--seed", "3", "--promote-every", "128",
+                "--out", str(g))
+    assert r.returncode == 0, r.stderr
+    arrays, config = read_golden(g)
+    assert config["shape"] == [8, 4, 256] and config["unit"]["align_bits"] == 13 and config["promote_every"] == 128
+    # the file is self-contained: recompute from codes alone
+    a = fp8sim.decode(arrays["a_codes"], config["in_format"])
+    b = fp8sim.decode(arrays["b_codes"], config["in_format"])
+    d = fp8sim.matmul(a, b, unit="H100:e4m3", promote_every=128)
+    np.testing.assert_array_equal(fp8sim.encode(d, "float32"), arrays["d_bits"])
+
+    good = tmp_path / "good.npy"
+    np.save(good, d.astype(np.float32))
+    r = run_cli("verify", str(g), str(good))
+    assert r.returncode == 0 and r.stdout.startswith("OK")
+    np.save(good, arrays["d_bits"])  # bit patterns work too
+    assert run_cli("verify", str(g), str(good)).returncode == 0
+
+    bad = tmp_path / "bad.npy"
+    wrong = d.astype(np.float32)
+    wrong[2, 1] = np.nextafter(wrong[2, 1], np.float32(np.inf))
+    np.save(bad, wrong)
+    r = run_cli("verify", str(g), str(bad))
+    assert r.returncode == 1 and "1 of 32 values differ" in r.stdout and "[2, 1]" in r.stdout
+
+
+def test_golden_with_scaling(tmp_path):
+    from fp8sim.testing import read_golden
+
+    g = tmp_path / "s.npz"
+    r = run_cli("golden", "--unit", "H100:e4m3", "--shape", "4x130x256", "--scaling", "deepgemm", "--out", str(g))
+    assert r.returncode == 0, r.stderr
+    arrays, config = read_golden(g)
+    assert config["out_format"] == "bfloat16" and arrays["d_bits"].dtype.name == "uint16"
+    assert arrays["a_scale_bits"].shape == (4, 2) and arrays["b_scale_bits"].shape == (2, 2)
+
+
+def test_unusable_input_exits_2_with_one_line(tmp_path):
+    import numpy as np
+
+    g = tmp_path / "g.npz"
+    assert run_cli("golden", "--unit", "H100:e4m3", "--shape", "2x2x32", "--out", str(g)).returncode == 0
+    np.save(tmp_path / "shape.npy", np.zeros((3, 3), np.float32))
+    (tmp_path / "corrupt.npz").write_bytes(b"garbage")
+    cases = [
+        ("verify", str(g), str(tmp_path / "shape.npy")),
+        ("verify", str(tmp_path / "corrupt.npz"), str(tmp_path / "shape.npy")),
+        ("verify", str(g), str(tmp_path / "missing.npy")),
+        ("golden", "--unit", "H100:e9m9", "--shape", "2x2x32", "--out", str(tmp_path / "x.npz")),
+        ("golden", "--unit", "H100:e4m3", "--shape", "2x2", "--out", str(tmp_path / "x.npz")),
+        ("golden", "--unit", "H100:e4m3", "--shape", "2x2x32", "--promote-every", "7", "--out", str(tmp_path / "x.npz")),
+    ]
+    for args in cases:
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
