@@ -64,3 +64,20 @@ def test_golden_round_trip_and_errors(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(2))
     with pytest.raises(ValueError, match="not a golden file"):
         read_golden(tmp_path / "other.npz")
+
+
+def test_readme_oracle_example_runs(tmp_path):
+    """docs/examples/test_fp8_gemm.py (shown in the README) passes, and fails for a wrong kernel."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = (Path(__file__).parent.parent / "docs" / "examples" / "test_fp8_gemm.py").read_text()
+    (tmp_path / "test_example.py").write_text(src)
+    run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "/dev/null", str(tmp_path)]
+    r = subprocess.run(run, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:]
+    broken = src.replace('return out.astype(np.float32)', 'return (a_fp8.astype(np.float32) @ b_fp8.astype(np.float32))')
+    (tmp_path / "test_example.py").write_text(broken)
+    r = subprocess.run(run, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 1 and "values differ (fmt float32)" in r.stdout
