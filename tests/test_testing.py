@@ -66,12 +66,15 @@ def test_golden_round_trip_and_errors(tmp_path):
         read_golden(tmp_path / "other.npz")
 
 
-def test_readme_oracle_example_runs(tmp_path):
+def test_readme_oracle_example_runs(tmp_path, monkeypatch):
     """docs/examples/test_fp8_gemm.py (shown in the README) passes, and fails for a wrong kernel."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
+    root = str(Path(__file__).parent.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     src = (Path(__file__).parent.parent / "docs" / "examples" / "test_fp8_gemm.py").read_text()
     (tmp_path / "test_example.py").write_text(src)
     run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "/dev/null", str(tmp_path)]
