@@ -98,3 +98,36 @@ class Executor:
 def point_rng(seed, *keys):
     """A generator that depends only on the seed and the sweep point's integer keys."""
     return np.random.default_rng([int(seed)] + [int(k) for k in keys])
+
+
+def median_seconds(fn, repeats, warmup=True):
+    """Median wall time of ``fn()`` over ``repeats`` runs (after one untimed run)."""
+    import statistics
+
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run_sweep(argv, doc, compute, name, plot):
+    """The shared ``main`` of the sweep scripts: parse the standard options, run
+    ``compute(quick, seed, executor)``, write ``name``.json and ``name``.png."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small shapes, seconds (for tests)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="figures")
+    ap.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local process pool)")
+    args = ap.parse_args(argv)
+    with Executor(args.scheduler) as ex:
+        result = compute(args.quick, args.seed, ex)
+    out = out_dir(args.out)
+    write_json(out / f"{name}.json", result, seed=args.seed)
+    plot(result, out / f"{name}.png")
+    return result

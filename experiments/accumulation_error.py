@@ -28,17 +28,15 @@ Dask runs give identical numbers.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 import fp8sim
 from fp8sim.hardware import tensor_core
 
 try:
-    from ._common import Executor, out_dir, point_rng, write_json
+    from ._common import point_rng, run_sweep
 except ImportError:  # run as a script
-    from _common import Executor, out_dir, point_rng, write_json
+    from _common import point_rng, run_sweep
 
 DISTS = ["normal", "shifted_normal", "uniform", "halfnormal"]
 METRICS = ["max_rel_err", "rel_frobenius", "deepgemm_diff"]
@@ -185,17 +183,7 @@ def plot(result, path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small shapes, seconds (for tests)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="figures")
-    ap.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local process pool)")
-    args = ap.parse_args(argv)
-    with Executor(args.scheduler) as ex:
-        result = compute(args.quick, args.seed, ex)
-    out = out_dir(args.out)
-    write_json(out / "accumulation_error.json", result, seed=args.seed)
-    plot(result, out / "accumulation_error.png")
+    result = run_sweep(argv, __doc__, compute, "accumulation_error", plot)
     s = result["deepseek_setting"]
     print(f"DeepSeek setting: {s['distribution']}, K = {s['K']}, M = N = {s['M']}")
     print(f"  fast chain:         max relative error {100 * s['fast_max_rel_err']:.2f}%   "

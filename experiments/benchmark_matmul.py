@@ -18,8 +18,6 @@ memory flat as K grows (K = 1024 to 16384 shown).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 import tracemalloc
 
 import numpy as np
@@ -28,9 +26,9 @@ import fp8sim
 from fp8sim.hardware import tensor_core
 
 try:
-    from ._common import out_dir, write_json
+    from ._common import median_seconds, out_dir, write_json
 except ImportError:  # run as a script
-    from _common import out_dir, write_json
+    from _common import median_seconds, out_dir, write_json
 
 
 def obvious_block_fma(a, b, unit, promote_every=None):
@@ -68,15 +66,6 @@ def obvious_block_fma(a, b, unit, promote_every=None):
     return acc.astype(np.float64)
 
 
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def peak_bytes(fn):
     tracemalloc.start()
     fn()
@@ -96,10 +85,10 @@ def run(M, N, K, repeats, seed, mem_ks):
     unit = tensor_core("H100", "e4m3")
     a, b = inputs(rng, M, K, N)
     results = {"shape": [M, N, K], "plans": {}}
-    floor = median_time(lambda: a @ b, repeats)
+    floor = median_seconds(lambda: a @ b, repeats, warmup=False)
     for plan, promote in (("fast", None), ("promote128", 128)):
-        ours = median_time(lambda: fp8sim.matmul(a, b, unit=unit, promote_every=promote), repeats)
-        naive = median_time(lambda: obvious_block_fma(a, b, unit, promote), max(1, repeats // 2))
+        ours = median_seconds(lambda: fp8sim.matmul(a, b, unit=unit, promote_every=promote), repeats, warmup=False)
+        naive = median_seconds(lambda: obvious_block_fma(a, b, unit, promote), max(1, repeats // 2), warmup=False)
         same = np.array_equal(fp8sim.matmul(a, b, unit=unit, promote_every=promote).view(np.uint64),
                               obvious_block_fma(a, b, unit, promote).view(np.uint64))
         results["plans"][plan] = {

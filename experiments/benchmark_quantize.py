@@ -13,28 +13,15 @@ mode, which take the general (not the float-addition) path.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-
 import ml_dtypes
 import numpy as np
 
 import fp8sim
 
 try:
-    from ._common import out_dir, write_json
+    from ._common import median_seconds, out_dir, write_json
 except ImportError:  # run as a script
-    from _common import out_dir, write_json
-
-
-def median_seconds(fn, repeats):
-    fn()  # warm up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    from _common import median_seconds, out_dir, write_json
 
 
 def run(n, repeats, seed=0):

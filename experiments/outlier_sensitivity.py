@@ -19,16 +19,14 @@ per-tensor, per-row (per token), 1 x 128 tile, 128 x 128 block and MX-32
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 import fp8sim
 
 try:
-    from ._common import Executor, out_dir, point_rng, write_json
+    from ._common import point_rng, run_sweep
 except ImportError:  # run as a script
-    from _common import Executor, out_dir, point_rng, write_json
+    from _common import point_rng, run_sweep
 
 RECIPES = {"per-tensor": "tensor", "per-row": "row", "1x128 tile": (1, 128), "128x128 block": (128, 128),
            "MX-32": "mx32"}
@@ -115,17 +113,7 @@ def plot(result, path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small shapes, seconds (for tests)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="figures")
-    ap.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local process pool)")
-    args = ap.parse_args(argv)
-    with Executor(args.scheduler) as ex:
-        result = compute(args.quick, args.seed, ex)
-    out = out_dir(args.out)
-    write_json(out / "outlier_sensitivity.json", result, seed=args.seed)
-    plot(result, out / "outlier_sensitivity.png")
+    result = run_sweep(argv, __doc__, compute, "outlier_sensitivity", plot)
     f0 = result["fractions"][min(1, len(result["fractions"]) - 1)]
     print(f"relative error of the ordinary channels, E4M3, {result['shape'][0]} x {result['shape'][1]}, "
           f"{100 * f0:g}% outlier channels")

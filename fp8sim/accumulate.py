@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .formats import FloatFormat, get_format
-from .rounding import RoundingMode, quantize
+from .rounding import quantize
 
 __all__ = ["BlockFMA", "ExactUnit", "FMAUnit", "round_pair", "two_sum", "dot_chain"]
 

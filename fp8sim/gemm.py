@@ -310,8 +310,7 @@ def scaled_matmul(A, B, *, unit, promote_every=None, out_format="bfloat16", sema
             raise ValueError(f"{name} must be 2-D, got shape {t.shape}")
         if t.fmt != unit.in_format:
             raise ValueError(f"{name}'s elements are {t.fmt.name}, the unit takes {unit.in_format.name}")
-    (M, K), (K2, N) = A.shape, B.shape
-    if K != K2:
+    if A.shape[1] != B.shape[0]:
         raise ValueError(f"shape mismatch: A is {A.shape}, B is {B.shape}")
     out_fmt = get_format(out_format)
     if out_fmt.name not in ("bfloat16", "float16", "float32"):

@@ -32,7 +32,7 @@ import enum
 
 import numpy as np
 
-from .formats import FloatFormat, Specials, get_format
+from .formats import FloatFormat, get_format
 
 __all__ = ["RoundingMode", "Overflow", "quantize", "resolve_overflow", "as_float64"]
 

@@ -1,4 +1,3 @@
-import math
 
 import ml_dtypes
 import numpy as np
