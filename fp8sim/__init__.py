@@ -32,5 +32,7 @@ __all__ = [
     "ScaledTensor",
     "DelayedScaling",
     "hardware",
+    "testing",
+    "bounds",
     "__version__",
 ]
