@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
+
 from .formats import FloatFormat, Specials, get_format
 
 __all__ = ["quantize_scalar", "decode_scalar", "floor_log2"]
@@ -55,6 +57,8 @@ def quantize_scalar(x, fmt, rounding="nearest_even", overflow=None, *, draw=None
 
     if hasattr(x, "dtype") and x.dtype.kind in "iu":
         x = int(x)
+    elif hasattr(x, "dtype") and x.dtype.kind == "f" and x.dtype.itemsize > 8 and np.isfinite(x):
+        x = Fraction(*x.as_integer_ratio())  # long double: more bits than float64
     if isinstance(x, float) or hasattr(x, "dtype"):
         xf = float(x)
         if math.isnan(xf):

@@ -116,9 +116,13 @@ def as_float64(x, arg="x"):
         flat = arr.ravel()
         if not all(isinstance(o, Real) and not isinstance(o, bool) for o in flat):
             raise TypeError(f"{arg} must hold real numbers")
-        v = np.array([float(o) if abs(o) < 2**1024 else float(np.copysign(np.inf, o)) for o in flat])
+        def special(o):  # a float (or numpy) NaN or Inf: exact as it is
+            return isinstance(o, (float, np.floating)) and not np.isfinite(o)
+
+        v = np.array([float(o) if special(o) or abs(o) < 2**1024 else (np.inf if o > 0 else -np.inf) for o in flat])
+        # finite numbers float64 cannot hold (also those beyond its range) are rounded from the objects
         inexact = np.array(
-            [np.isfinite(f) and Fraction(f) != Fraction(o) for f, o in zip(v, flat)], bool
+            [not special(o) and (not np.isfinite(f) or Fraction(f) != Fraction(o)) for f, o in zip(v, flat)], bool
         )
         v = v.reshape(arr.shape)
         return v, _mask_or_none(inexact.reshape(arr.shape))

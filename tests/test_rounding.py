@@ -278,3 +278,15 @@ def test_bad_input():
     with pytest.raises(ValueError, match="sr_bits applies"):
         quantize(1.0, "e4m3", sr_bits=4)
     assert quantize(1.0, "e4m3", RoundingMode.UPWARD) == 1.0
+
+
+def test_long_double_and_huge_objects_round_exactly():
+    ld = np.longdouble(1) + np.longdouble(2) ** -60  # above 1 by less than float64 can show
+    if ld == 1:
+        pytest.skip("long double is float64 on this platform")
+    assert quantize(np.array([ld]), "float32", "upward")[0] == 1 + 2.0**-23
+    assert quantize(np.array([ld]), "float32", "toward_zero")[0] == 1.0
+    huge = 2**1100
+    assert quantize(np.array([huge, -huge], dtype=object), "e5m2", "toward_zero").tolist() == [57344.0, -57344.0]
+    assert quantize(np.array([huge], dtype=object), "e5m2")[0] == np.inf
+    assert np.isnan(quantize(np.array([float("nan")], dtype=object), "e5m2")[0])
