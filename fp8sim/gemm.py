@@ -83,7 +83,7 @@ def add_fp32(acc, x):
         return np.where(mid & ((e > 0) == (d > 0)), o, r)
 
 
-def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, tile_elems=1 << 21):
+def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out_format=None, tile_elems=1 << 21):
     """``a @ b + c`` as a simulated unit computes it.
 
     Parameters
@@ -105,6 +105,10 @@ def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, til
     quantize_inputs : bool
         Round ``a`` and ``b`` to the input format (nearest-even, the
         format's overflow convention) instead of rejecting them.
+    out_format : str, optional
+        Round the result once more, to nearest-even in this format (the
+        tensor cores' FP16-output mode: ``"float16"``, with ``c`` in FP16
+        and a unit from ``tensor_core(..., out_format="float16")``).
     tile_elems : int
         Bound on the 3-D working set (products per tile); memory does not
         grow with K.
@@ -112,7 +116,8 @@ def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, til
     Returns
     -------
     numpy.ndarray
-        (M, N) float64 holding FP32 values (the unit's output).
+        (M, N) float64 holding FP32 values (the unit's output), or values
+        of ``out_format``.
 
     Examples
     --------
@@ -131,13 +136,15 @@ def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, til
     M, N = a.shape[0], b.shape[1]
     c = _addend(c, (M, N))
     if isinstance(unit, ExactUnit):
-        return _exact(a, b, c)
-    if isinstance(unit, FMAUnit):
-        return _fma(a, b, c)
-    return _chained(a, b, c, unit, promote_every, tile_elems, paired=False)
+        out = _exact(a, b, c)
+    elif isinstance(unit, FMAUnit):
+        out = _fma(a, b, c)
+    else:
+        out = _chained(a, b, c, unit, promote_every, tile_elems, paired=False)
+    return out if out_format is None else quantize(out, out_format)
 
 
-def dot_rows(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, tile_elems=1 << 21):
+def dot_rows(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out_format=None, tile_elems=1 << 21):
     """Row-wise dot products ``sum(a[i] * b[i]) + c[i]`` through a unit.
 
     ``a`` and ``b`` are (R, K); ``c`` broadcasts to (R,); returns (R,).
@@ -156,7 +163,8 @@ def dot_rows(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, t
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"a and b must be 2-D of the same shape, got {a.shape} and {b.shape}")
     c = _addend(c, (a.shape[0], 1)) if np.ndim(c) == 0 or c is None else _addend(np.asarray(c)[:, None], (a.shape[0], 1))
-    return _chained(a, b, c, unit, promote_every, tile_elems, paired=True)[:, 0]
+    out = _chained(a, b, c, unit, promote_every, tile_elems, paired=True)[:, 0]
+    return out if out_format is None else quantize(out, out_format)
 
 
 def _prepare(a, b, unit, promote_every, quantize_inputs):

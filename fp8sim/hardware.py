@@ -64,7 +64,7 @@ too matches 3183.
 """
 
 
-def tensor_core(gpu: str, in_format) -> BlockFMA:
+def tensor_core(gpu: str, in_format, out_format="float32") -> BlockFMA:
     """The block FMA a GPU's tensor cores use for an input format.
 
     Parameters
@@ -74,6 +74,15 @@ def tensor_core(gpu: str, in_format) -> BlockFMA:
         ``"H200"``) or ``"B200"`` (case-insensitive).
     in_format : str or FloatFormat
         ``"e4m3"``, ``"e5m2"``, ``"float16"``, ``"bfloat16"`` or ``"tf32"``.
+    out_format : str
+        ``"float32"`` (default) or ``"float16"``: the unit of the FP16-output
+        mode, where each block's exact sum is rounded to nearest with FP16's
+        10 fraction bits (use it with C in FP16 and ``matmul(...,
+        out_format="float16")``, which applies FP16's range).  This fits
+        every measured FP16-output row for FP16 inputs and for Ada's FP8
+        inputs; H100 and B200 with FP8 inputs and FP16 output are not
+        modelled (``ValueError``).  Ranges beyond FP16's inside a chain of
+        several blocks are not checked by the data.
 
     Examples
     --------
@@ -90,7 +99,15 @@ def tensor_core(gpu: str, in_format) -> BlockFMA:
     if params is None:
         have = sorted(f for g, f in _PRESETS if g == key)
         raise ValueError(f"no {key} preset for in_format {fmt.name!r}; {key} has {have}")
-    return BlockFMA(fmt, *params, name=f"{key}:{fmt.name}")
+    out = get_format(out_format).name
+    if out == "float32":
+        return BlockFMA(fmt, *params, name=f"{key}:{fmt.name}")
+    if out != "float16":
+        raise ValueError(f"out_format must be 'float32' or 'float16', got {out_format!r}")
+    if fmt.name in _FP8 and key not in ("Ada", "L40S"):
+        raise ValueError(f"{key} with {fmt.name} inputs and FP16 output is not modelled")
+    block, align, _, _, c_in = params[:5]
+    return BlockFMA(fmt, block, align, 10, "nearest_even", c_in, "nearest_even", name=f"{key}:{fmt.name}:fp16out")
 
 
 # --- conformance data ----------------------------------------------------------

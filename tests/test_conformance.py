@@ -56,3 +56,31 @@ def test_published_model_does_not_fit_b200_fp8(root):
     unit = tensor_core("B200", "e5m2").replace(c_in_alignment=True, align_bits=13, out_frac_bits=23)
     got = dot_rows(v["a"], v["b"], v["c"], unit=unit).astype(np.float32).view(np.uint32)
     assert (got != v["d_bits"]).sum() > 1000
+
+
+FP16_OUT = [("V100", "fp16"), ("A100", "fp16"), ("Ada", "fp16"), ("L40S", "fp16"), ("H100", "fp16"), ("B200", "fp16"),
+            ("Ada", "E4M3"), ("Ada", "E5M2")]
+
+
+@pytest.mark.parametrize("gpu, fmt_dir", FP16_OUT, ids=[f"{g}-{f}" for g, f in FP16_OUT])
+def test_fp16_output_rows_bit_exact(root, gpu, fmt_dir):
+    """Stretch: the FP16-output mode (C in FP16, blocks rounded to nearest FP16)."""
+    import fp8sim
+
+    v = load_vectors(root, gpu, fmt_dir, output="fp16")
+    unit = tensor_core(gpu, v["in_format"], out_format="float16")
+    c16 = fp8sim.quantize(v["c"], "float16")
+    rows = range(0, 5000, 7)  # every 7th row through matmul; all rows through dot_rows
+    got = np.array([matmul(v["a"][i:i + 1], v["b"][i][:, None], c16[i], unit=unit, out_format="float16")[0, 0]
+                    for i in rows])
+    np.testing.assert_array_equal(got.astype(np.float32).view(np.uint32), v["d_bits"][list(rows)])
+    all_rows = dot_rows(v["a"], v["b"], c16, unit=unit, out_format="float16")
+    np.testing.assert_array_equal(all_rows.astype(np.float32).view(np.uint32), v["d_bits"])
+
+
+def test_fp16_output_not_modelled_for_hopper_and_blackwell_fp8():
+    for gpu in ("H100", "B200"):
+        with pytest.raises(ValueError, match="not modelled"):
+            tensor_core(gpu, "e4m3", out_format="float16")
+    with pytest.raises(ValueError, match="out_format"):
+        tensor_core("A100", "fp16", out_format="bfloat16")
