@@ -198,8 +198,12 @@ class _Plan:
             and 2 * (lo - fmt.mantissa_bits) >= -126
             and 2 * hi <= 126
             and unit.align_bits + 2 + math.ceil(math.log2(unit.block + 1)) <= 24
+            and unit.align_bits - 2 * lo <= 127  # 2**(F - E) stays a float32 normal while products exist
         )
         self.dtype = np.float32 if small else np.float64
+        # exponents of 2**(F - E) that the work type holds; beyond them only all-zero
+        # products occur (E set by C alone), which any finite scale keeps zero
+        self.shift_range = (-149, 127) if small else (-1074, 1023)
         self.no_exp = -60 if max(-lo, hi) <= 28 else -16000
         self.exp_dtype = np.int8 if self.no_exp == -60 else np.int16
         self.min_exp = 2 * lo  # smallest exponent of a non-zero product
@@ -239,7 +243,7 @@ def _step(plan, a, ea, bt, ebt, c):
     shift = unit.align_bits - E
     scale = np.ldexp(1.0, shift)
     terms = a * bt
-    terms *= np.ldexp(plan.dtype(1), np.clip(shift, -120, 120)).astype(plan.dtype)[:, :, None]
+    terms *= np.ldexp(plan.dtype(1), np.clip(shift, *plan.shift_range)).astype(plan.dtype)[:, :, None]
     np.trunc(terms, out=terms)
     s = terms.sum(axis=2, dtype=plan.dtype).astype(np.float64)
     if unit.c_in_alignment:

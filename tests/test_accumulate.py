@@ -133,3 +133,32 @@ def test_limited_accumulation_loses_small_terms():
     assert matmul(a, b, unit="exact")[0, 0] == 256.0 + 31 * 2.0**-6
     wide = unit.replace(align_bits=20)
     assert matmul(a, b, unit=wide)[0, 0] == 256.0 + 31 * 2.0**-6 - (256 + 31 * 2.0**-6) % 2.0**-5
+
+
+from hypothesis import example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fmt=st.sampled_from(["e4m3", "e5m2", "float16", "bfloat16", "e2m1", "float6_e3m2fn"]),
+    block=st.integers(1, 40),
+    align=st.integers(1, 26),
+    out_bits=st.integers(1, 23),
+    rounding=st.sampled_from(["toward_zero", "nearest_even"]),
+    c_in=st.booleans(),
+    c_rounding=st.sampled_from(["toward_zero", "nearest_even"]),
+    K=st.integers(1, 150),
+    seed=st.integers(0, 2**32 - 1),
+)
+@example(fmt="bfloat16", block=1, align=1, out_bits=1, rounding="toward_zero", c_in=False,
+         c_rounding="toward_zero", K=38, seed=0)  # once broke: 2**(F - E) beyond float32's range
+def test_engine_equals_reference_random_units(fmt, block, align, out_bits, rounding, c_in, c_rounding, K, seed):
+    """Any BlockFMA parameters, not only the presets."""
+    unit = BlockFMA(fmt, block=block, align_bits=align, out_frac_bits=out_bits, out_rounding=rounding,
+                    c_in_alignment=c_in, c_rounding=c_rounding)
+    rng = np.random.default_rng(seed)
+    a = random_inputs(rng, (2, K), fmt, spread=4)
+    b = random_inputs(rng, (K, 2), fmt, spread=4)
+    c = fp8sim.quantize(rng.standard_normal((2, 2)) * np.exp2(rng.integers(-10, 10, (2, 2))), "float32")
+    assert same(matmul(a, b, c, unit=unit), reference_matmul(a, b, c, unit)).all()
