@@ -66,7 +66,10 @@ def decode(codes, fmt) -> np.ndarray:
         else:
             nan = np.zeros(c.shape, bool)
     mag = np.where(nan, np.nan, mag)
-    return np.where(sign, -mag, mag)
+    out = np.where(sign, -mag, mag)
+    if fmt.specials is Specials.FNUZ:
+        out = np.where(nan, np.nan, out)  # the single NaN has no sign
+    return out
 
 
 def encode(x, fmt) -> np.ndarray:
