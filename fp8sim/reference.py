@@ -321,13 +321,13 @@ def block_scale(block, fmt, rule="fp32", *, margin=0, amax_epsilon=0.0, pow2=Non
     raise ValueError(f"unknown rule {rule!r}")
 
 
-def scaled_element(x, scale, fmt, rounding="nearest_even") -> float:
+def scaled_element(x, scale, fmt, rounding="nearest_even", *, draw=None, sr_bits=None) -> float:
     """One element: the exact quotient x / scale rounded onto fmt with saturation (0 for scale 0)."""
     if scale == 0:
         return 0.0
     if math.isnan(scale) or math.isnan(x) or math.isinf(x):
         return float("nan") if get_format(fmt).has_nan else 0.0
-    return quantize_scalar(Fraction(x) / Fraction(scale), fmt, rounding, "saturate")
+    return quantize_scalar(Fraction(x) / Fraction(scale), fmt, rounding, "saturate", draw=draw, sr_bits=sr_bits)
 
 
 def _fl32(v: Fraction) -> Fraction:

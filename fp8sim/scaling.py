@@ -222,24 +222,35 @@ def _quotient_residual(x, s, y):
     return (x - p) - err
 
 
-def _elements(x, scales_full, fmt, rounding):
-    """Round x / s (the exact quotient) onto fmt with saturation; (values, saturated count)."""
-    if rounding not in ("nearest_even", "toward_zero"):
-        raise ValueError(f"rounding must be 'nearest_even' or 'toward_zero', got {rounding!r}")
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+def _elements(x, scales_full, fmt, rounding, rng=None, sr_bits=None):
+    """Round x / s (the exact quotient) onto fmt with saturation; (values, saturated count).
+
+    Power-of-two scales make the float64 quotient exact, and any rounding
+    mode applies to it directly.  Other scales give an inexact float64
+    quotient; its exact remainder (Dekker's two-product) then decides the
+    cases float64 alone cannot, for nearest-even and toward-zero.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         safe_s = np.where((scales_full == 0) | ~np.isfinite(scales_full), 1.0, scales_full)
         y = np.where(scales_full == 0, 0.0, x / safe_s)
         finite = np.isfinite(y)
         y = np.where(finite, y, 0.0)
-        lo = np.where(finite, _quotient_residual(np.where(finite, x, 0.0), safe_s, y), 0.0) / safe_s
-    nan_ok = fmt.has_nan
-    q = round_pair(y, lo, fmt, rounding, "saturate")
+        mant, _ = np.frexp(safe_s)
+        if np.all(np.abs(mant) == 0.5):  # every scale a power of two: the quotient is exact
+            # (a quotient below float64's range keeps a non-zero sign for the directed modes)
+            y = np.where((y == 0) & (x != 0) & finite, np.copysign(2.0**-1074, x), y)
+            q = quantize(y, fmt, rounding, "saturate", rng=rng, sr_bits=sr_bits)
+        else:
+            if rounding not in ("nearest_even", "toward_zero"):
+                raise ValueError(
+                    f"rounding={rounding!r} needs power-of-two scales (MX, or pow2='ceil'/'floor'); "
+                    "with other scales use 'nearest_even' or 'toward_zero'"
+                )
+            lo = np.where(finite, _quotient_residual(np.where(finite, x, 0.0), safe_s, y), 0.0) / safe_s
+            q = round_pair(y, lo, fmt, rounding, "saturate")
     saturated = int(np.sum(np.abs(y) > fmt.max))
     if not finite.all():
-        if not nan_ok:
-            q = np.where(finite, q, 0.0)  # the block's NaN scale carries the NaN
-        else:
-            q = np.where(finite, q, np.nan)
+        q = np.where(finite, q, np.nan if fmt.has_nan else 0.0)  # the block's NaN scale carries the NaN
     return q, saturated
 
 
@@ -256,6 +267,8 @@ def quantize_scaled(
     nonfinite=None,
     delayed=None,
     axis=-1,
+    rng=None,
+    sr_bits=None,
 ) -> ScaledTensor:
     """Quantize with block scales; see the module notes for every rule.
 
@@ -275,8 +288,12 @@ def quantize_scaled(
     mx_scale : str
         ``"floor"`` (OCP MX) or ``"ceil"`` (the rounding-up variant).
     rounding : str
-        Rounding of the elements (any :class:`fp8sim.RoundingMode` but
-        stochastic).
+        Rounding of the elements: nearest-even (default) or toward zero
+        with any scales; every :class:`fp8sim.RoundingMode`, stochastic
+        included, with power-of-two scales (MX, or ``pow2``).
+    rng, sr_bits
+        Stochastic rounding, as for :func:`fp8sim.quantize` (one draw per
+        element in C order).
     nonfinite : str, optional
         ``"raise"`` or ``"propagate"``; default ``"propagate"`` for MX and
         ``"raise"`` otherwise.
@@ -349,7 +366,7 @@ def quantize_scaled(
             scales = np.where(np.isfinite(amax), scales, np.nan)
         scale_format = FP32
     full = ScaledTensor(v, scales, fmt, scale_format, tile, granularity).expanded_scales() * global_scale
-    values, saturated = _elements(v, full, fmt, rounding)
+    values, saturated = _elements(v, full, fmt, rounding, rng, sr_bits)
     if delayed is not None:
         delayed.record(float(amax.max()) if amax.size else 0.0)
     return ScaledTensor(values, scales, fmt, scale_format, tile, granularity, global_scale, saturated)

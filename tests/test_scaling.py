@@ -263,3 +263,21 @@ def test_pipeline_errors(rng):
 def same64(a, b):  # float64 bit patterns, NaN equal to NaN
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return (a.view(np.uint64) == b.view(np.uint64)) | (np.isnan(a) & np.isnan(b))
+
+
+@pytest.mark.parametrize("gran, kw", [("mx32", {}), ((1, 64), {"pow2": "ceil"}), ("row", {"pow2": "floor"})])
+@pytest.mark.parametrize("rounding", ["upward", "downward", "to_odd", "nearest_away", "stochastic"])
+def test_power_of_two_scales_take_every_rounding(gran, kw, rounding, rng):
+    x = data(rng, (4, 96))
+    extra = {"rng": np.random.default_rng(5), "sr_bits": 8} if rounding == "stochastic" else {}
+    st = quantize_scaled(x, "e4m3", gran, rounding=rounding, **kw, **extra)
+    draws = np.random.default_rng(5).integers(0, 2**8, x.size) if rounding == "stochastic" else [None] * x.size
+    s = st.expanded_scales().ravel()
+    want = [scaled_element(v, sc, "e4m3", rounding, draw=d, sr_bits=8 if d is not None else None)
+            for v, sc, d in zip(x.ravel(), s, draws)]
+    assert same64(st.values.ravel(), want).all()
+
+
+def test_other_scales_refuse_directed_and_stochastic_rounding():
+    with pytest.raises(ValueError, match="power-of-two scales"):
+        quantize_scaled(np.array([[1.0, 3.0]]), "e4m3", "row", rounding="upward")
