@@ -109,27 +109,28 @@ def _cmd_golden(args):
     M, N, K = _shape(args.shape)
     rng = np.random.default_rng(args.seed)
     x, w = rng.standard_normal((M, K)), rng.standard_normal((K, N))
-    fmt = unit.in_format
+    fmt, fmt_b = unit.in_format, unit.b_format
     config = {
-        "unit": {**{k: v for k, v in dataclasses.asdict(unit).items() if k != "in_format"}, "in_format": fmt.name},
+        "unit": {**{k: v for k, v in dataclasses.asdict(unit).items() if k not in ("in_format", "b_format")},
+                 "in_format": fmt.name, "b_format": fmt_b.name},
         "shape": [M, N, K], "seed": args.seed, "promote_every": args.promote_every, "scaling": args.scaling,
-        "in_format": fmt.name, "command": "python -m fp8sim " + " ".join(args.argv),
+        "in_format": fmt.name, "b_format": fmt_b.name, "command": "python -m fp8sim " + " ".join(args.argv),
         "inputs": "standard normal draws (numpy default_rng(seed): a then b), rounded to in_format "
                   "(nearest-even, saturating) or quantized with the scaling recipe",
     }
     grans = SCALINGS[args.scaling]
     if grans is None:
         a = quantize(x, fmt, overflow="saturate")
-        b = quantize(w, fmt, overflow="saturate")
+        b = quantize(w, fmt_b, overflow="saturate")
         d = matmul(a, b, unit=unit, promote_every=args.promote_every)
         out_fmt = "float32"
-        arrays = {"a_codes": encode(a, fmt), "b_codes": encode(b, fmt)}
+        arrays = {"a_codes": encode(a, fmt), "b_codes": encode(b, fmt_b)}
     else:
         A = quantize_scaled(x, fmt, grans[0])
-        B = quantize_scaled(w, fmt, grans[1], axis=0)
+        B = quantize_scaled(w, fmt_b, grans[1], axis=0)
         out_fmt = args.out_format
         d = scaled_matmul(A, B, unit=unit, promote_every=args.promote_every, out_format=out_fmt)
-        arrays = {"a_codes": encode(A.values, fmt), "b_codes": encode(B.values, fmt),
+        arrays = {"a_codes": encode(A.values, fmt), "b_codes": encode(B.values, fmt_b),
                   "a_scale_bits": encode(A.scales, A.scale_format), "b_scale_bits": encode(B.scales, B.scale_format)}
         config.update(a_tile=list(A.tile), b_tile=list(B.tile), a_scale_format=A.scale_format.name,
                       b_scale_format=B.scale_format.name)
@@ -190,7 +191,7 @@ def main(argv=None) -> int:
     p.add_argument("--csv", action="store_true", help="CSV instead of a markdown table")
     p.set_defaults(func=_cmd_formats)
     p = sub.add_parser("golden", help="write a golden-vector file")
-    p.add_argument("--unit", required=True, help="GPU:format, e.g. H100:e4m3")
+    p.add_argument("--unit", required=True, help="GPU:format, e.g. H100:e4m3, or GPU:a_format,b_format")
     p.add_argument("--shape", required=True, help="MxNxK")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--promote-every", type=int, default=None)

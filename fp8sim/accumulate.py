@@ -67,6 +67,9 @@ class BlockFMA:
         (``None``: ``out_rounding``).
     name : str
         Label for reports.
+    b_format : FloatFormat or str, optional
+        Format of the second operand when it differs from the first (mixed
+        FP8, e.g. E5M2 gradients times E4M3 weights); ``None``: ``in_format``.
 
     Examples
     --------
@@ -86,9 +89,11 @@ class BlockFMA:
     c_in_alignment: bool = True
     c_rounding: str | None = None
     name: str = ""
+    b_format: FloatFormat | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "in_format", get_format(self.in_format))
+        object.__setattr__(self, "b_format", self.in_format if self.b_format is None else get_format(self.b_format))
         for field, lo, hi in (("block", 1, 4096), ("align_bits", 1, 40), ("out_frac_bits", 1, 23)):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
@@ -102,8 +107,9 @@ class BlockFMA:
             if value not in ("toward_zero", "nearest_even"):
                 raise ValueError(f"{field} must be 'toward_zero' or 'nearest_even', got {value!r}")
             object.__setattr__(self, field, value)
-        if self.in_format.mantissa_bits > 23:
-            raise ValueError("in_format: at most 23 mantissa bits (products must be exact in float64)")
+        for field in ("in_format", "b_format"):
+            if getattr(self, field).mantissa_bits > 23:
+                raise ValueError(f"{field}: at most 23 mantissa bits (products must be exact in float64)")
         if self.align_bits + 3 + math.ceil(math.log2(self.block + 1)) > 52:
             raise ValueError("align_bits and block too large for exact float64 sums")
 
@@ -187,32 +193,34 @@ class _Plan:
     """Work types for a unit: float32 terms and int8 exponents where exact, else float64/int16."""
 
     def __init__(self, unit: BlockFMA):
-        fmt = unit.in_format
+        fa, fb = unit.in_format, unit.b_format
         self.unit = unit
         self.acc_fmt = unit.acc_format
-        lo, hi = fmt.emin, fmt.emax + 1
-        # float32 holds every product (2(m+1) bits, exponents within range) and every
-        # truncated term and block sum (< block * 2**(F+2)) exactly
+        lo = fa.emin + fb.emin  # smallest exponent of a non-zero product
+        hi = fa.emax + fb.emax + 2
+        # float32 holds every product (both significands' bits, exponents within range) and
+        # every truncated term and block sum (< block * 2**(F+2)) exactly
         small = (
-            2 * (fmt.mantissa_bits + 1) <= 24
-            and 2 * (lo - fmt.mantissa_bits) >= -126
-            and 2 * hi <= 126
+            fa.mantissa_bits + fb.mantissa_bits + 2 <= 24
+            and lo - fa.mantissa_bits - fb.mantissa_bits >= -126
+            and hi <= 126
             and unit.align_bits + 2 + math.ceil(math.log2(unit.block + 1)) <= 24
-            and unit.align_bits - 2 * lo <= 127  # 2**(F - E) stays a float32 normal while products exist
+            and unit.align_bits - lo <= 127  # 2**(F - E) stays a float32 normal while products exist
         )
         self.dtype = np.float32 if small else np.float64
         # exponents of 2**(F - E) that the work type holds; beyond them only all-zero
         # products occur (E set by C alone), which any finite scale keeps zero
         self.shift_range = (-149, 127) if small else (-1074, 1023)
-        self.no_exp = -60 if max(-lo, hi) <= 28 else -16000
-        self.exp_dtype = np.int8 if self.no_exp == -60 else np.int16
-        self.min_exp = 2 * lo  # smallest exponent of a non-zero product
+        narrow = max(-fa.emin, fa.emax + 1, -fb.emin, fb.emax + 1) <= 28
+        self.no_exp = -60 if narrow else -16000
+        self.exp_dtype = np.int8 if narrow else np.int16
+        self.min_exp = lo
         self.rtz_mask = np.uint64((2**64 - 1) ^ (2 ** (52 - unit.out_frac_bits) - 1))
 
-    def exponents(self, x):
-        """Input exponents clamped at emin, zeros at no_exp (never the largest)."""
+    def exponents(self, x, fmt):
+        """Input exponents clamped at fmt's emin, zeros at no_exp (never the largest)."""
         _, e = np.frexp(x)
-        e = np.maximum(e - 1, self.unit.in_format.emin)
+        e = np.maximum(e - 1, fmt.emin)
         return np.where(x == 0, self.no_exp, e).astype(self.exp_dtype)
 
     def round_acc(self, v, rounding):
@@ -317,7 +325,7 @@ def dot_chain(a, b, c, unit: BlockFMA, *, tile_elems=1 << 21, paired=False):
             b_fin = np.where(np.isfinite(b_blk), b_blk, 0.0)
         else:
             a_fin, b_fin = a_blk, b_blk
-        ea, eb = plan.exponents(a_fin), plan.exponents(b_fin)
+        ea, eb = plan.exponents(a_fin, unit.in_format), plan.exponents(b_fin, unit.b_format)
         a_fin, b_fin = a_fin.astype(dt), b_fin.astype(dt)
         for m0 in range(0, M, rows):
             m1 = min(m0 + rows, M)

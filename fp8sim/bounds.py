@@ -133,9 +133,8 @@ def dot_error_bound(a, b, unit, *, c=None, promote_every=None, kind="determinist
     f = bound_factor(K, unit, promote_every=promote_every, kind=kind, lam=lam)
     if isinstance(unit, ExactUnit):
         return f * np.abs(a @ b + (0.0 if c is None else c)) * (1 + 2.0**-40)
-    emin = unit.in_format.emin if isinstance(unit, BlockFMA) else -126
-    floor = 2.0**emin
-    pa = np.where(a != 0, np.maximum(np.abs(a), floor), 0.0)
-    pb = np.where(b != 0, np.maximum(np.abs(b), floor), 0.0)
+    ea, eb = (unit.in_format.emin, unit.b_format.emin) if isinstance(unit, BlockFMA) else (-126, -126)
+    pa = np.where(a != 0, np.maximum(np.abs(a), 2.0**ea), 0.0)
+    pb = np.where(b != 0, np.maximum(np.abs(b), 2.0**eb), 0.0)
     T = (pa @ pb + c_abs) * (1 + 2.0**-40)  # float64 rounding of T itself, covered
     return f * T

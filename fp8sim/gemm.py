@@ -26,7 +26,8 @@ FP32 = get_format("float32")
 
 
 def resolve_unit(unit):
-    """A unit object from a unit or a string: ``"H100:e4m3"``, ``"exact"``, ``"fp32_fma"``.
+    """A unit object from a unit or a string: ``"H100:e4m3"``, ``"H100:e5m2,e4m3"``
+    (mixed operands), ``"exact"``, ``"fp32_fma"``.
 
     >>> resolve_unit("H100:e5m2").block
     32
@@ -39,8 +40,9 @@ def resolve_unit(unit):
         if unit == "fp32_fma":
             return FMAUnit()
         if ":" in unit:
-            gpu, fmt = unit.split(":", 1)
-            return tensor_core(gpu, fmt)
+            gpu, fmts = unit.split(":", 1)
+            fa, _, fb = fmts.partition(",")
+            return tensor_core(gpu, fa, b_format=fb or None)
     raise ValueError(f"unit must be a BlockFMA, ExactUnit, FMAUnit, 'GPU:format', 'exact' or 'fp32_fma'; got {unit!r}")
 
 
@@ -169,9 +171,9 @@ def dot_rows(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, o
 
 def _prepare(a, b, unit, promote_every, quantize_inputs):
     unit = resolve_unit(unit)
-    fmt = unit.in_format if isinstance(unit, BlockFMA) else FP32
-    a = _operand(a, "a", fmt, quantize_inputs)
-    b = _operand(b, "b", fmt, quantize_inputs)
+    fa, fb = (unit.in_format, unit.b_format) if isinstance(unit, BlockFMA) else (FP32, FP32)
+    a = _operand(a, "a", fa, quantize_inputs)
+    b = _operand(b, "b", fb, quantize_inputs)
     if promote_every is not None:
         if not isinstance(unit, BlockFMA):
             raise ValueError("promote_every applies to a BlockFMA unit")
@@ -316,8 +318,9 @@ def scaled_matmul(A, B, *, unit, promote_every=None, out_format="bfloat16", sema
             raise TypeError(f"{name} must be a ScaledTensor (use fp8sim.quantize_scaled)")
         if len(t.shape) != 2:
             raise ValueError(f"{name} must be 2-D, got shape {t.shape}")
-        if t.fmt != unit.in_format:
-            raise ValueError(f"{name}'s elements are {t.fmt.name}, the unit takes {unit.in_format.name}")
+        want = unit.in_format if name == "A" else unit.b_format
+        if t.fmt != want:
+            raise ValueError(f"{name}'s elements are {t.fmt.name}, the unit takes {want.name}")
     if A.shape[1] != B.shape[0]:
         raise ValueError(f"shape mismatch: A is {A.shape}, B is {B.shape}")
     out_fmt = get_format(out_format)

@@ -64,7 +64,7 @@ too matches 3183.
 """
 
 
-def tensor_core(gpu: str, in_format, out_format="float32") -> BlockFMA:
+def tensor_core(gpu: str, in_format, out_format="float32", b_format=None) -> BlockFMA:
     """The block FMA a GPU's tensor cores use for an input format.
 
     Parameters
@@ -83,6 +83,12 @@ def tensor_core(gpu: str, in_format, out_format="float32") -> BlockFMA:
         inputs; H100 and B200 with FP8 inputs and FP16 output are not
         modelled (``ValueError``).  Ranges beyond FP16's inside a chain of
         several blocks are not checked by the data.
+    b_format : str, optional
+        The second operand's format for mixed FP8 products (E5M2 x E4M3 and
+        E4M3 x E5M2): the same unit as same-format FP8, each input's
+        exponent clamped at its own format's ``emin``.  The conformance data
+        has no mixed sets, so this is the model's assumption, not a
+        measurement.
 
     Examples
     --------
@@ -99,6 +105,14 @@ def tensor_core(gpu: str, in_format, out_format="float32") -> BlockFMA:
     if params is None:
         have = sorted(f for g, f in _PRESETS if g == key)
         raise ValueError(f"no {key} preset for in_format {fmt.name!r}; {key} has {have}")
+    fb = fmt if b_format is None else get_format(b_format)
+    if fb != fmt:
+        if fmt.name not in _FP8 or fb.name not in _FP8:
+            raise ValueError(f"mixed operands are modelled for FP8 only, got {fmt.name} and {fb.name}")
+        mixed = BlockFMA(fmt, *params, name=f"{key}:{fmt.name}x{fb.name}", b_format=fb)
+        if get_format(out_format).name != "float32":
+            raise ValueError("mixed FP8 operands: FP16 output is not modelled")
+        return mixed
     out = get_format(out_format).name
     if out == "float32":
         return BlockFMA(fmt, *params, name=f"{key}:{fmt.name}")

@@ -222,14 +222,20 @@ def _add_fp32(x: float, y: float) -> float:
     return quantize_scalar(Fraction(x) + Fraction(y), "float32", "nearest_even", "infinity")
 
 
+def _formats(unit):
+    fa = get_format(unit.in_format)
+    fb = get_format(getattr(unit, "b_format", None) or fa)
+    return fa, fb
+
+
 def _chain(a, b, c, unit) -> float:
-    fmt = get_format(unit.in_format)
     for k0 in range(0, len(a), unit.block):
-        c = _block(a[k0:k0 + unit.block], b[k0:k0 + unit.block], c, unit, fmt)
+        c = _block(a[k0:k0 + unit.block], b[k0:k0 + unit.block], c, unit)
     return c
 
 
-def _block(a, b, c, unit, fmt) -> float:
+def _block(a, b, c, unit) -> float:
+    fa, fb = _formats(unit)
     # special values first: NaN, Inf * 0, Inf - Inf; an infinite C stays
     signs = set()
     for x, y in zip(a, b):
@@ -253,9 +259,9 @@ def _block(a, b, c, unit, fmt) -> float:
     for x, y in zip(a, b):
         if x == 0 or y == 0:
             continue
-        sx, ex = _sig_exp(Fraction(x), fmt)
-        sy, ey = _sig_exp(Fraction(y), fmt)
-        terms.append((Fraction(sx * sy) * Fraction(2) ** (ex + ey - 2 * fmt.mantissa_bits), ex + ey))
+        sx, ex = _sig_exp(Fraction(x), fa)
+        sy, ey = _sig_exp(Fraction(y), fb)
+        terms.append((Fraction(sx * sy) * Fraction(2) ** (ex + ey - fa.mantissa_bits - fb.mantissa_bits), ex + ey))
     cf = Fraction(c)
     exps = [e for _, e in terms]
     if unit.c_in_alignment and cf != 0:
@@ -372,7 +378,7 @@ def trace_dot(a, b, c, unit):
     >>> step["E"], step["grid"], step["kept"], step["result"]
     (8, 0.03125, [256.0, 1.0, 0.0], 257.0)
     """
-    fmt = get_format(unit.in_format)
+    fa, fb = _formats(unit)
     steps = []
     c = float(c)
     for k0 in range(0, len(a), unit.block):
@@ -382,13 +388,13 @@ def trace_dot(a, b, c, unit):
             p = Fraction(x) * Fraction(y)
             products.append(p)
             if p != 0:
-                exps.append(_sig_exp(Fraction(x), fmt)[1] + _sig_exp(Fraction(y), fmt)[1])
+                exps.append(_sig_exp(Fraction(x), fa)[1] + _sig_exp(Fraction(y), fb)[1])
         if unit.c_in_alignment and c != 0:
             exps.append(floor_log2(abs(Fraction(c))))
         E = max(exps) if exps else None
         grid = Fraction(2) ** (E - unit.align_bits) if E is not None else None
         kept = [math.trunc(p / grid) * grid if grid else Fraction(0) for p in products]
-        result = _block(aa, bb, c, unit, fmt)
+        result = _block(aa, bb, c, unit)
         steps.append({
             "c_in": c, "E": E, "grid": float(grid) if grid else None,
             "products": [float(p) for p in products], "kept": [float(k) for k in kept],

@@ -168,8 +168,8 @@ def write_golden(path, arrays: dict, config: dict):
     Layout (version 1), readable with any NPZ reader (a ZIP of ``.npy`` files):
 
     ``a_codes`` (M, K), ``b_codes`` (K, N)
-        The inputs as codes of ``config["in_format"]`` (uint8 for 8-bit
-        formats, uint16, uint32).
+        The inputs as codes of ``config["in_format"]`` and
+        ``config["b_format"]`` (uint8 for 8-bit formats, uint16, uint32).
     ``d_bits`` (M, N)
         The expected output as bit patterns of ``config["out_format"]``
         (uint32 for float32, uint16 for bfloat16 / float16).

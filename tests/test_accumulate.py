@@ -150,15 +150,39 @@ from hypothesis import strategies as st  # noqa: E402
     c_rounding=st.sampled_from(["toward_zero", "nearest_even"]),
     K=st.integers(1, 150),
     seed=st.integers(0, 2**32 - 1),
+    b_fmt=st.sampled_from([None, "e4m3", "e5m2", "float16"]),
 )
 @example(fmt="bfloat16", block=1, align=1, out_bits=1, rounding="toward_zero", c_in=False,
-         c_rounding="toward_zero", K=38, seed=0)  # once broke: 2**(F - E) beyond float32's range
-def test_engine_equals_reference_random_units(fmt, block, align, out_bits, rounding, c_in, c_rounding, K, seed):
-    """Any BlockFMA parameters, not only the presets."""
+         c_rounding="toward_zero", K=38, seed=0, b_fmt=None)  # once broke: 2**(F - E) beyond float32's range
+def test_engine_equals_reference_random_units(fmt, block, align, out_bits, rounding, c_in, c_rounding, K, seed,
+                                              b_fmt):
+    """Any BlockFMA parameters, not only the presets, mixed operand formats included."""
     unit = BlockFMA(fmt, block=block, align_bits=align, out_frac_bits=out_bits, out_rounding=rounding,
-                    c_in_alignment=c_in, c_rounding=c_rounding)
+                    c_in_alignment=c_in, c_rounding=c_rounding, b_format=b_fmt)
     rng = np.random.default_rng(seed)
     a = random_inputs(rng, (2, K), fmt, spread=4)
-    b = random_inputs(rng, (K, 2), fmt, spread=4)
+    b = random_inputs(rng, (K, 2), b_fmt or fmt, spread=4)
     c = fp8sim.quantize(rng.standard_normal((2, 2)) * np.exp2(rng.integers(-10, 10, (2, 2))), "float32")
     assert same(matmul(a, b, c, unit=unit), reference_matmul(a, b, c, unit)).all()
+
+
+@pytest.mark.parametrize("fa, fb", [("e5m2", "e4m3"), ("e4m3", "e5m2")])
+@pytest.mark.parametrize("gpu", ["H100", "B200", "Ada"])
+def test_mixed_fp8_operands_equal_reference(fa, fb, gpu, rng):
+    unit = tensor_core(gpu, fa, b_format=fb)
+    assert unit.b_format.name == fp8sim.get_format(fb).name and unit is not None
+    a = random_inputs(rng, (3, 200), fa)
+    b = random_inputs(rng, (200, 3), fb)
+    c = fp8sim.quantize(rng.standard_normal((3, 3)), "float32")
+    for promote in (None, 64 if gpu == "Ada" else 128):
+        got = matmul(a, b, c, unit=f"{gpu}:{fa},{fb}", promote_every=promote)
+        assert same(got, reference_matmul(a, b, c, unit, promote)).all()
+    # each operand is checked against its own format: 28672 is an E5M2 value, not an E4M3 one
+    b_e5m2 = fp8sim.quantize(np.full((200, 3), 3e4), "e5m2")
+    with pytest.raises(ValueError, match="b: 600 of 600 values are not representable in 'float8_e4m3fn'"):
+        matmul(a if fa == "e5m2" else fp8sim.quantize(a, "e5m2"), b_e5m2, unit=f"{gpu}:e5m2,e4m3")
+
+
+def test_mixed_operands_only_for_fp8():
+    with pytest.raises(ValueError, match="FP8 only"):
+        tensor_core("H100", "float16", b_format="bfloat16")
