@@ -131,7 +131,11 @@ class ExactUnit:
     multiple of the smallest product's last bit below ``2**53`` of them;
     :func:`fp8sim.matmul` checks that bound on the data and uses one BLAS
     product (typical FP8 data); otherwise it falls back to ``math.fsum`` per
-    dot product, with round-to-odd so the final rounding to FP32 is exact.
+    dot product, with the sign of the remainder deciding FP32 ties exactly.
+
+    >>> import fp8sim
+    >>> fp8sim.matmul([[1.0, 2.0**-24, 2.0**-40]], [[1.0], [1.0], [2.0**-40]], unit=fp8sim.ExactUnit()).item()
+    1.0000001192092896
     """
 
     name: str = "exact"
@@ -143,6 +147,10 @@ class FMAUnit:
 
     ``acc = fma(a_k, b_k, acc)`` rounded to nearest-even in FP32 after each
     term: what a scalar CPU loop computes.
+
+    >>> import fp8sim
+    >>> fp8sim.matmul([[2.0**24, 1.0, 1.0]], [[1.0], [1.0], [1.0]], unit=fp8sim.FMAUnit()).item()  # 1 is lost twice
+    16777216.0
     """
 
     name: str = "fp32_fma"

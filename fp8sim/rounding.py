@@ -38,7 +38,11 @@ __all__ = ["RoundingMode", "Overflow", "quantize", "resolve_overflow", "as_float
 
 
 class RoundingMode(str, enum.Enum):
-    """Rounding modes; the string values are accepted wherever a mode is."""
+    """Rounding modes; the string values are accepted wherever a mode is.
+
+    >>> RoundingMode("to_odd") is RoundingMode.TO_ODD, RoundingMode.UPWARD == "upward"
+    (True, True)
+    """
 
     NEAREST_EVEN = "nearest_even"
     NEAREST_AWAY = "nearest_away"
@@ -50,7 +54,12 @@ class RoundingMode(str, enum.Enum):
 
 
 class Overflow(str, enum.Enum):
-    """What an overflowing value becomes (``None``: the format's convention)."""
+    """What an overflowing value becomes (``None``: the format's convention).
+
+    >>> import fp8sim
+    >>> fp8sim.quantize(1e6, "e5m2", overflow=Overflow.SATURATE).item()
+    57344.0
+    """
 
     SATURATE = "saturate"
     INFINITY = "infinity"
