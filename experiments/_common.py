@@ -114,17 +114,36 @@ def median_seconds(fn, repeats, warmup=True):
     return statistics.median(times)
 
 
-def run_sweep(argv, doc, compute, name, plot):
-    """The shared ``main`` of the sweep scripts: parse the standard options, run
-    ``compute(quick, seed, executor)``, write ``name``.json and ``name``.png."""
+def script_parser(doc, *, quick=None, sweeps=False, seed=True):
+    """The options the experiment scripts share: ``--out``; ``--seed`` unless the
+    script draws nothing; ``--quick`` (with ``quick`` as its help); ``--scheduler``
+    for the sweeps."""
     import argparse
 
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small shapes, seconds (for tests)")
-    ap.add_argument("--seed", type=int, default=0)
+    if quick:
+        ap.add_argument("--quick", action="store_true", help=quick)
+    if seed:
+        ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="figures")
-    ap.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local process pool)")
-    args = ap.parse_args(argv)
+    if sweeps:
+        ap.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local process pool)")
+    return ap
+
+
+def save_figure(fig, path, dpi=110):
+    """Lay out, write and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def run_sweep(argv, doc, compute, name, plot):
+    """The shared ``main`` of the sweep scripts: parse the standard options, run
+    ``compute(quick, seed, executor)``, write ``name``.json and ``name``.png."""
+    args = script_parser(doc, quick="small shapes, seconds (for tests)", sweeps=True).parse_args(argv)
     with Executor(args.scheduler) as ex:
         result = compute(args.quick, args.seed, ex)
     out = out_dir(args.out)

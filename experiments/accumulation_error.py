@@ -34,9 +34,9 @@ import fp8sim
 from fp8sim.hardware import tensor_core
 
 try:
-    from ._common import point_rng, run_sweep
+    from ._common import point_rng, run_sweep, save_figure
 except ImportError:  # run as a script
-    from _common import point_rng, run_sweep
+    from _common import point_rng, run_sweep, save_figure
 
 DISTS = ["normal", "shifted_normal", "uniform", "halfnormal"]
 METRICS = ["max_rel_err", "rel_frobenius", "deepgemm_diff"]
@@ -177,9 +177,7 @@ def plot(result, path):
     ax.set_title(f"promotion interval, {result['deepseek_setting']['distribution'].split(',')[0]}")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv=None):

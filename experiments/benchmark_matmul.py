@@ -17,7 +17,6 @@ memory flat as K grows (K = 1024 to 16384 shown).
 
 from __future__ import annotations
 
-import argparse
 import tracemalloc
 
 import numpy as np
@@ -26,9 +25,9 @@ import fp8sim
 from fp8sim.hardware import tensor_core
 
 try:
-    from ._common import median_seconds, out_dir, write_json
+    from ._common import median_seconds, out_dir, script_parser, write_json
 except ImportError:  # run as a script
-    from _common import median_seconds, out_dir, write_json
+    from _common import median_seconds, out_dir, script_parser, write_json
 
 
 def obvious_block_fma(a, b, unit, promote_every=None):
@@ -125,11 +124,8 @@ def report(results):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small shapes, for tests")
+    ap = script_parser(__doc__, quick="small shapes, for tests")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="figures")
     args = ap.parse_args(argv)
     if args.quick:
         results = run(32, 32, 256, 1, args.seed, [256, 1024])

@@ -12,16 +12,15 @@ mode, which take the general (not the float-addition) path.
 
 from __future__ import annotations
 
-import argparse
 import ml_dtypes
 import numpy as np
 
 import fp8sim
 
 try:
-    from ._common import median_seconds, out_dir, write_json
+    from ._common import median_seconds, out_dir, script_parser, write_json
 except ImportError:  # run as a script
-    from _common import median_seconds, out_dir, write_json
+    from _common import median_seconds, out_dir, script_parser, write_json
 
 
 def run(n, repeats, seed=0):
@@ -45,12 +44,9 @@ def run(n, repeats, seed=0):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = script_parser(__doc__, quick="10**5 values, 2 repeats")
     ap.add_argument("--n", type=int, default=10_000_000)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="10**5 values, 2 repeats")
-    ap.add_argument("--out", default="figures")
     args = ap.parse_args(argv)
     n, repeats = (100_000, 2) if args.quick else (args.n, args.repeats)
     times = run(n, repeats, args.seed)

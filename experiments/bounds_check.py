@@ -11,7 +11,6 @@ overestimates), for the deterministic and the probabilistic bound (lam = 5).
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
@@ -21,9 +20,9 @@ from fp8sim.bounds import dot_error_bound
 from fp8sim.hardware import tensor_core
 
 try:
-    from ._common import out_dir, write_json
+    from ._common import out_dir, script_parser, write_json
 except ImportError:  # run as a script
-    from _common import out_dir, write_json
+    from _common import out_dir, script_parser, write_json
 
 
 def exact_dot(a, b):
@@ -55,9 +54,7 @@ def run(seed, K=4096):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="figures")
+    ap = script_parser(__doc__)
     args = ap.parse_args(argv)
     rows = run(args.seed)
     print("| inputs | plan | max error | deterministic: holds, bound/error min, median | "

@@ -17,7 +17,6 @@ rounded to FP16), marked "not modelled".
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -28,9 +27,9 @@ from fp8sim.gemm import dot_rows
 from fp8sim.hardware import load_vectors, tensor_core
 
 try:
-    from ._common import out_dir, write_json
+    from ._common import out_dir, script_parser, write_json
 except ImportError:  # run as a script
-    from _common import out_dir, write_json
+    from _common import out_dir, script_parser, write_json
 
 GPUS = ["V100", "A100", "Ada", "L40S", "H100", "B200"]
 FORMATS = ["fp16", "bf16", "tf32", "E4M3", "E5M2"]
@@ -82,9 +81,8 @@ def markdown(rows):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = script_parser(__doc__, seed=False)
     ap.add_argument("--vectors", default=os.environ.get("FP8SIM_HW_VECTORS", "../shared/hw-vectors"))
-    ap.add_argument("--out", default="figures")
     args = ap.parse_args(argv)
     rows = run(args.vectors)
     table = markdown(rows)

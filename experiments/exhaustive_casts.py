@@ -15,7 +15,6 @@ to nearest-even (2**-127 below 1.5 * 2**-127).  Those are reported as
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -24,9 +23,9 @@ import fp8sim
 from fp8sim.formats import NAMED_FORMATS
 
 try:
-    from ._common import out_dir, progress, write_json
+    from ._common import out_dir, progress, script_parser, write_json
 except ImportError:  # run as a script
-    from _common import out_dir, progress, write_json
+    from _common import out_dir, progress, script_parser, write_json
 
 FORMATS = [n for n, f in NAMED_FORMATS.items() if f.bits == 8 and f.ml_dtype is not None]
 
@@ -77,12 +76,10 @@ def run(formats, stride=1, chunk_bits=24):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = script_parser(__doc__, quick="stride 65537, for tests", seed=False)
     ap.add_argument("--formats", nargs="*", default=FORMATS, choices=FORMATS)
     ap.add_argument("--stride", type=int, default=1, help="check every STRIDE-th pattern (1: all)")
     ap.add_argument("--chunk-bits", type=int, default=24)
-    ap.add_argument("--quick", action="store_true", help="stride 65537, for tests")
-    ap.add_argument("--out", default="figures")
     args = ap.parse_args(argv)
     stride = 65537 if args.quick else args.stride
     results = run(args.formats, stride, args.chunk_bits)

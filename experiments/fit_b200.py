@@ -16,7 +16,6 @@ widths F:
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
@@ -25,9 +24,9 @@ from fp8sim.gemm import dot_rows
 from fp8sim.hardware import load_vectors, tensor_core
 
 try:
-    from ._common import out_dir, write_json
+    from ._common import out_dir, script_parser, write_json
 except ImportError:  # run as a script
-    from _common import out_dir, write_json
+    from _common import out_dir, script_parser, write_json
 
 VARIANTS = {
     "published": dict(c_in_alignment=True, out_rounding="toward_zero", c_rounding="toward_zero"),
@@ -51,9 +50,8 @@ def run(root, widths):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = script_parser(__doc__, seed=False)
     ap.add_argument("--vectors", default=os.environ.get("FP8SIM_HW_VECTORS", "../shared/hw-vectors"))
-    ap.add_argument("--out", default="figures")
     args = ap.parse_args(argv)
     widths = [13, 16, 20, 22, 23, 24, 25, 28, 32]
     table = run(args.vectors, widths)

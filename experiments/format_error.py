@@ -13,17 +13,15 @@ normal range; the JSON records the ranges and the worst error inside them.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 import fp8sim
 from fp8sim import get_format
 
 try:
-    from ._common import out_dir, write_json
+    from ._common import out_dir, save_figure, script_parser, write_json
 except ImportError:  # run as a script
-    from _common import out_dir, write_json
+    from _common import out_dir, save_figure, script_parser, write_json
 
 FORMATS = ["e4m3", "e5m2", "e3m2", "e2m3", "e2m1"]
 
@@ -64,16 +62,11 @@ def plot(rows, path):
                      f"({r['smallest_subnormal']:.3g} to {r['max']:g})", fontsize=9)
     axes[0].legend(fontsize=7, loc="upper right")
     axes[-1].set_xlabel("|x|")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer points")
-    ap.add_argument("--seed", type=int, default=0, help="unused (deterministic); recorded for uniformity")
-    ap.add_argument("--out", default="figures")
+    ap = script_parser(__doc__, quick="fewer points")
     args = ap.parse_args(argv)
     rows = compute(2000 if args.quick else 20000)
     out = out_dir(args.out)

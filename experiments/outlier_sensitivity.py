@@ -24,9 +24,9 @@ import numpy as np
 import fp8sim
 
 try:
-    from ._common import point_rng, run_sweep
+    from ._common import point_rng, run_sweep, save_figure
 except ImportError:  # run as a script
-    from _common import point_rng, run_sweep
+    from _common import point_rng, run_sweep, save_figure
 
 RECIPES = {"per-tensor": "tensor", "per-row": "row", "1x128 tile": (1, 128), "128x128 block": (128, 128),
            "MX-32": "mx32"}
@@ -107,9 +107,7 @@ def plot(result, path):
     ax.set_xlabel("outlier channels (%)")
     ax.set_title(f"relative error, ordinary channels\n(outliers {mtop:g}x)")
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv=None):

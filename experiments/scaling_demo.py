@@ -10,16 +10,14 @@ the outlier, so the effect of the scale's reach is visible.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 import fp8sim
 
 try:
-    from ._common import out_dir, write_json
+    from ._common import out_dir, script_parser, write_json
 except ImportError:  # run as a script
-    from _common import out_dir, write_json
+    from _common import out_dir, script_parser, write_json
 
 CASES = [
     ("tensor", "e4m3", {}),
@@ -53,9 +51,7 @@ def run(seed=0):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="figures")
+    ap = script_parser(__doc__)
     args = ap.parse_args(argv)
     rows = run(args.seed)
     print("| granularity | elements | scale format | scales shape | first scales | rel. error, rows 1-3 |")
