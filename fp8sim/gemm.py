@@ -196,14 +196,22 @@ def _addend(c, shape):
 
 
 def _chained(a, b, c, unit, promote_every, tile_elems, paired):
-    K = a.shape[1]
     if promote_every is None:
         return dot_chain(a, b, c, unit, tile_elems=tile_elems, paired=paired)
-    acc = c.copy()
-    zeros = np.zeros_like(c)
-    for k0 in range(0, K, promote_every):
-        kk = slice(k0, k0 + promote_every)
+    return _fp32_over_blocks(a, b, c, unit, promote_every, tile_elems=tile_elems, paired=paired)
+
+
+def _fp32_over_blocks(a, b, acc, unit, T, scale=None, *, tile_elems=1 << 21, paired=False):
+    """For each K block j of T elements: the unit's chain from C = 0, times ``scale(j)``
+    (if given; the float64 product is exact), added into the FP32 accumulator with
+    one nearest-even rounding.  Promotion and the blockwise-scaled pipelines."""
+    zeros = np.zeros_like(acc)
+    for j, k0 in enumerate(range(0, a.shape[1], T)):
+        kk = slice(k0, k0 + T)
         part = dot_chain(a[:, kk], b[:, kk] if paired else b[kk], zeros, unit, tile_elems=tile_elems, paired=paired)
+        if scale is not None:
+            with np.errstate(invalid="ignore"):
+                part = part * scale(j)
         acc = add_fp32(acc, part)
     return acc
 
@@ -360,15 +368,10 @@ def _deepgemm(A, B, unit, promote_every):
                          f"{unit.block}; got {A.tile} and {B.tile}")
     if promote_every not in (None, T):
         raise ValueError(f"deepgemm promotes once per scale block: promote_every must be None or {T}")
-    M, K = A.shape
-    N = B.shape[1]
-    acc = np.zeros((M, N))
+    M, N = A.shape[0], B.shape[1]
     sb_cols = np.arange(N) // T
-    for j, k0 in enumerate(range(0, K, T)):
-        part = dot_chain(A.values[:, k0:k0 + T], B.values[k0:k0 + T], np.zeros((M, N)), unit)
-        s = _fl32_product(A.scales[:, j][:, None], B.scales[j][sb_cols][None, :])
-        acc = add_fp32(acc, part * s)
-    return acc
+    return _fp32_over_blocks(A.values, B.values, np.zeros((M, N)), unit, T,
+                             lambda j: _fl32_product(A.scales[:, j][:, None], B.scales[j][sb_cols][None, :]))
 
 
 def _scaled_mm(A, B, unit, promote_every):
@@ -383,16 +386,10 @@ def _scaled_mm(A, B, unit, promote_every):
 
 
 def _mx(A, B, unit, promote_every):
-    M, K = A.shape
-    N = B.shape[1]
     if A.tile != (1, 32) or B.tile != (32, 1):
         raise ValueError(f"mx needs A in 32-element blocks along K (tile (1, 32)) and B along K (tile (32, 1), "
                          f"quantize_scaled(..., axis=0)); got {A.tile} and {B.tile}")
     if promote_every is not None:
         raise ValueError("mx accumulates every 32-element block into FP32: promote_every must be None")
-    acc = np.zeros((M, N))
-    for j, k0 in enumerate(range(0, K, 32)):
-        part = dot_chain(A.values[:, k0:k0 + 32], B.values[k0:k0 + 32], np.zeros((M, N)), unit)
-        with np.errstate(invalid="ignore"):
-            acc = add_fp32(acc, part * A.scales[:, j][:, None] * B.scales[j][None, :])
-    return acc
+    return _fp32_over_blocks(A.values, B.values, np.zeros((A.shape[0], B.shape[1])), unit, 32,
+                             lambda j: A.scales[:, j][:, None] * B.scales[j][None, :])
