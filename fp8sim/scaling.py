@@ -108,10 +108,7 @@ class ScaledTensor:
 
     def expanded_scales(self) -> np.ndarray:
         """The scales broadcast to the values' shape."""
-        s = self.scales
-        for axis, t in enumerate(self.tile):
-            s = np.repeat(s, t, axis=axis)
-        return s[tuple(slice(0, n) for n in self.shape)]
+        return _expand(self.scales, self.tile, self.shape)
 
     def dequantize(self) -> np.ndarray:
         """``values * scales * global_scale`` in float64 (exact products)."""
@@ -121,6 +118,13 @@ class ScaledTensor:
     def codes(self):
         """(element codes, scale codes): bit patterns for interop."""
         return encode(self.values, self.fmt), encode(self.scales, self.scale_format)
+
+
+def _expand(scales, tile, shape):
+    """One scale per tile repeated over its tile, cut to ``shape`` (partial edge tiles)."""
+    for axis, t in enumerate(tile):
+        scales = np.repeat(scales, t, axis=axis)
+    return scales[tuple(slice(0, n) for n in shape)]
 
 
 def tile_shape(granularity, shape, axis=-1):
@@ -365,7 +369,7 @@ def quantize_scaled(
                 scales = _fp32_scales(np.where(np.isfinite(amax), amax, 0.0), fmt, margin, amax_epsilon, pow2)
             scales = np.where(np.isfinite(amax), scales, np.nan)
         scale_format = FP32
-    full = ScaledTensor(v, scales, fmt, scale_format, tile, granularity).expanded_scales() * global_scale
+    full = _expand(scales, tile, v.shape) * global_scale
     values, saturated = _elements(v, full, fmt, rounding, rng, sr_bits)
     if delayed is not None:
         delayed.record(float(amax.max()) if amax.size else 0.0)
