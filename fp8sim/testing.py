@@ -138,9 +138,8 @@ def assert_bitwise_equal(actual, expected, fmt=None, *, max_report=5):
         else:
             dist = _ulp_distance_f64(a_val[i], e_val[i])
         dist_txt = "NaN" if np.isnan(dist) else f"{int(dist)}"
-        where = list(i) if len(i) != 1 else [i[0]]
         lines.append(
-            f"  {where}: actual 0x{int(a_bits[i]):0{width}x} ({float(a_val[i])!r})  "
+            f"  {list(i)}: actual 0x{int(a_bits[i]):0{width}x} ({float(a_val[i])!r})  "
             f"expected 0x{int(e_bits[i]):0{width}x} ({float(e_val[i])!r})  {dist_txt} ulp apart"
         )
     raise AssertionError("\n".join(lines))
