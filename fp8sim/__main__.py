@@ -7,9 +7,12 @@ formats
 golden --unit H100:e4m3 --shape 64x64x4096 --seed 0 [--promote-every 128] [--scaling ...] --out FILE.npz
     Random inputs, the simulated output, and the configuration in one file
     (layout: :func:`fp8sim.testing.write_golden`).
-verify FILE.npz ACTUAL.npy
-    Exit 0 when ACTUAL matches the golden output bit for bit, 1 with a
-    report of the differences, 2 for unusable input.
+verify FILE.npz ACTUAL.npy [--max-ulp N] [--equal-nan] [--json]
+verify FILE.npz ACTUAL.bin --dtype bfloat16 [--shape MxN]
+    Exit 0 when ACTUAL matches the golden output bit for bit (or within
+    ``--max-ulp``), 1 with a summary of the differences (how many, the
+    largest ulp distance, a histogram, a transposed output), 2 for
+    unusable input.
 
 Bad input prints one line on stderr and exits with status 2.
 """
@@ -17,6 +20,8 @@ Bad input prints one line on stderr and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 
 from .formats import ALIASES, NAMED_FORMATS
@@ -62,9 +67,11 @@ def _cmd_formats(args):
     rows = format_rows()
     cols = list(rows[0])
     if args.csv:
-        print(",".join(cols))
-        for r in rows:
-            print(",".join(str(r[c]) for c in cols))
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=cols, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
         return 0
     print("| " + " | ".join(cols) + " |")
     print("|" + "|".join("---" for _ in cols) + "|")
@@ -82,14 +89,22 @@ SCALINGS = {
 }
 
 
+_SHAPE = re.compile(r"[1-9][0-9]*(x[1-9][0-9]*)*", re.ASCII)
+
+#: default bound on the elements a golden file may hold (M*K + K*N + M*N), checked before allocating
+MAX_ELEMENTS = 1 << 26
+
+
+def _dims(text, n, arg):
+    """Strictly parsed positive ASCII integers joined by 'x' (no signs, spaces, underscores, other digits)."""
+    if not isinstance(text, str) or not _SHAPE.fullmatch(text) or text.count("x") != n - 1:
+        want = "x".join("MNK"[:n]) if arg == "--shape" and n == 3 else "x".join(["D"] * n) if n else "AxB..."
+        raise ValueError(f"{arg} must be {want} with positive decimal integers (ASCII digits only), got {text!r}")
+    return tuple(int(v) for v in text.split("x"))
+
+
 def _shape(text):
-    try:
-        m, n, k = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--shape must be MxNxK with positive integers, got {text!r}") from None
-    if min(m, n, k) < 1:
-        raise ValueError(f"--shape must be MxNxK with positive integers, got {text!r}")
-    return m, n, k
+    return _dims(text, 3, "--shape")
 
 
 def _cmd_golden(args):
@@ -107,6 +122,11 @@ def _cmd_golden(args):
     if not hasattr(unit, "block"):
         raise ValueError("--unit must name a tensor-core unit such as H100:e4m3")
     M, N, K = _shape(args.shape)
+    elements = M * K + K * N + M * N
+    if elements > args.max_elements:
+        raise ValueError(f"--shape {args.shape} needs {elements} elements, beyond --max-elements {args.max_elements}")
+    if args.out_format is not None and args.scaling == "none":
+        raise ValueError("--out-format applies with --scaling only (without it the output is the unit's FP32)")
     rng = np.random.default_rng(args.seed)
     x, w = rng.standard_normal((M, K)), rng.standard_normal((K, N))
     fmt, fmt_b = unit.in_format, unit.b_format
@@ -128,7 +148,7 @@ def _cmd_golden(args):
     else:
         A = quantize_scaled(x, fmt, grans[0])
         B = quantize_scaled(w, fmt_b, grans[1], axis=0)
-        out_fmt = args.out_format
+        out_fmt = args.out_format or "bfloat16"
         d = scaled_matmul(A, B, unit=unit, promote_every=args.promote_every, out_format=out_fmt)
         arrays = {"a_codes": encode(A.values, fmt), "b_codes": encode(B.values, fmt_b),
                   "a_scale_bits": encode(A.scales, A.scale_format), "b_scale_bits": encode(B.scales, B.scale_format)}
@@ -141,41 +161,125 @@ def _cmd_golden(args):
     return 0
 
 
+def _raw_dtype(name):
+    """The dtype of a raw binary: a format fp8sim knows (with an ml_dtypes dtype) or a numpy int/float."""
+    import numpy as np
+
+    from .formats import get_format
+
+    try:
+        fmt = get_format(name)
+    except ValueError:
+        fmt = None
+    if fmt is not None and fmt.ml_dtype is not None:
+        dt = np.dtype(fmt.ml_dtype)
+    else:
+        try:
+            dt = np.dtype(name)
+        except TypeError:
+            raise ValueError(f"--dtype {name!r} is neither a format nor a numpy dtype") from None
+        if dt.kind not in "iuf":
+            raise ValueError(f"--dtype {name!r} must be an integer or floating dtype")
+    return dt.newbyteorder("<") if dt.kind in "iuf" else dt
+
+
+def _load_actual(args, expected_shape, out_fmt):
+    import numpy as np
+
+    from .testing import regular_file
+
+    size = regular_file(args.actual, "actual output")
+    if args.dtype is not None:
+        dt = _raw_dtype(args.dtype)
+        shape = _dims(args.raw_shape, args.raw_shape.count("x") + 1, "--shape") if args.raw_shape \
+            else expected_shape
+        want = int(np.prod(shape)) * dt.itemsize
+        if size != want:
+            raise ValueError(f"{args.actual}: {size} bytes, but {'x'.join(map(str, shape))} {dt} needs {want}")
+        with open(args.actual, "rb") as fh:
+            return np.frombuffer(fh.read(want), dtype=dt).reshape(shape)
+    if args.raw_shape:
+        raise ValueError("--shape describes a raw binary: give --dtype with it")
+    from .testing import read_npy
+
+    actual, raw = read_npy(args.actual, with_raw=True)  # ml_dtypes arrays come back as their raw codes
+    if raw and actual.dtype.itemsize != out_fmt.code_dtype.itemsize:
+        raise ValueError(f"{args.actual}: raw {actual.dtype.itemsize}-byte items (an ml_dtypes array?) cannot be "
+                         f"{out_fmt.name} outputs")
+    if actual.dtype.kind not in "iuf" and out_fmt.ml_dtype != actual.dtype:
+        raise ValueError(f"{args.actual}: dtype {actual.dtype} is neither bit patterns nor floats")
+    return actual
+
+
+def _not_codes(actual, out_fmt):
+    """How many entries of ``actual`` are not ``out_fmt`` codes or values at all, and the first."""
+    import numpy as np
+
+    from .rounding import quantize
+
+    if actual.dtype.kind in "iu":
+        off = (actual < 0) | (actual.astype(np.uint64) >= np.uint64(1 << out_fmt.bits))
+    elif out_fmt.ml_dtype == actual.dtype:
+        return 0, None
+    else:
+        with np.errstate(invalid="ignore"):
+            vals = actual.astype(np.float64)
+        off = ~((quantize(vals, out_fmt, overflow="infinity" if out_fmt.has_inf else "nan") == vals) | np.isnan(vals))
+    if not off.any():
+        return 0, None
+    return int(off.sum()), (np.argwhere(off)[0].tolist(), actual[off].reshape(-1)[0].item())
+
+
 def _cmd_verify(args):
     import numpy as np
 
-    from .codec import decode
-    from .testing import assert_bitwise_equal, read_golden
+    from .formats import get_format
+    from .testing import compare_bitwise, read_golden
 
+    if args.max_ulp is not None and args.max_ulp < 0:
+        raise ValueError(f"--max-ulp must be a non-negative integer, got {args.max_ulp}")
     arrays, config = read_golden(args.golden)
-    out_fmt = config.get("out_format")
-    try:
-        actual = np.load(args.actual, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{args.actual}: not a readable .npy file ({exc.__class__.__name__})") from None
+    out_fmt = get_format(config.get("out_format"))
     expected = arrays["d_bits"]
-    if actual.shape != expected.shape:
-        raise ValueError(f"{args.actual}: shape {actual.shape}, the golden output is {expected.shape}")
-    if actual.dtype.kind not in "iuf" and not actual.dtype.name.startswith(("float", "bfloat")):
-        raise ValueError(f"{args.actual}: dtype {actual.dtype} is neither bit patterns nor floats")
-    if actual.dtype.kind == "f" or actual.dtype.name.startswith(("float", "bfloat")):
-        from .rounding import quantize
+    actual = _load_actual(args, expected.shape, out_fmt)
+    report = {"golden": args.golden, "actual": args.actual, "format": out_fmt.name, "size": int(expected.size)}
 
-        with np.errstate(invalid="ignore"):
-            vals = actual.astype(np.float64)
-        off = ~((quantize(vals, out_fmt) == vals) | np.isnan(vals))
-        if off.any():
-            print(f"MISMATCH: {int(off.sum())} of {off.size} values are not {out_fmt} values at all "
-                  f"(first at {np.argwhere(off)[0].tolist()}: {vals[off][0]!r})")
-            return 1
-    try:
-        assert_bitwise_equal(actual if actual.dtype.kind != "f" else actual.astype(np.float64),
-                             expected if actual.dtype.kind in "iu" else decode(expected, out_fmt), fmt=out_fmt)
-    except AssertionError as exc:
-        print(f"MISMATCH: {exc}")
-        return 1
-    print(f"OK: all {expected.size} values match bit for bit ({out_fmt})")
-    return 0
+    def finish(status, text, code):
+        report["status"] = status
+        print(json.dumps(report) if args.json else text)
+        return code
+
+    transposed = actual.ndim == 2 and actual.shape == expected.shape[::-1]
+    if actual.shape != expected.shape and not transposed:
+        raise ValueError(f"{args.actual}: shape {actual.shape}, the golden output is {expected.shape}")
+    n_off, first = _not_codes(actual, out_fmt)
+    if n_off:
+        report.update(n_differ=n_off, not_in_format=n_off)
+        return finish("mismatch", f"MISMATCH: {n_off} of {actual.size} values are not {out_fmt.name} "
+                                  f"{'codes' if actual.dtype.kind in 'iu' else 'values'} at all "
+                                  f"(first at {first[0]}: {first[1]!r})", 1)
+    if transposed and actual.shape != expected.shape:
+        same_t = compare_bitwise(actual.T, expected, out_fmt, equal_nan=args.equal_nan).equal
+        report.update(transposed=True, transpose_matches=same_t)
+        note = "; it equals the transpose of the expected output bit for bit" if same_t else ""
+        return finish("mismatch", f"MISMATCH: shape {actual.shape}, the golden output is {expected.shape}{note}", 1)
+    result = compare_bitwise(actual, expected, out_fmt, equal_nan=args.equal_nan)
+    report.update(result.as_dict())
+    if result.equal:
+        return finish("ok", f"OK: all {expected.size} values match bit for bit ({out_fmt.name})", 0)
+    lines = [f"MISMATCH: {result.message()}"]
+    if result.max_ulp is not None:
+        lines.append(f"largest distance: {result.max_ulp} ulp")
+    lines.append("ulp distances: " + ", ".join(f"{k}: {v}" for k, v in result.histogram.items()))
+    if actual.ndim == 2 and actual.shape[0] == actual.shape[1] > 1 \
+            and compare_bitwise(actual.T, expected, out_fmt, equal_nan=args.equal_nan).equal:
+        report["transpose_matches"] = True
+        lines.append("the actual output equals the transpose of the expected output bit for bit")
+    within = args.max_ulp is not None and "NaN" not in result.histogram and (result.max_ulp or 0) <= args.max_ulp
+    if within:
+        lines[0] = f"WITHIN {args.max_ulp} ULP: {result.message()}"
+        return finish("within_max_ulp", "\n".join(lines), 0)
+    return finish("mismatch", "\n".join(lines), 1)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -196,12 +300,21 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--promote-every", type=int, default=None)
     p.add_argument("--scaling", choices=sorted(SCALINGS), default="none")
-    p.add_argument("--out-format", default="bfloat16", help="output format with --scaling (default bfloat16)")
+    p.add_argument("--out-format", default=None, help="output format with --scaling (default bfloat16)")
+    p.add_argument("--max-elements", type=int, default=MAX_ELEMENTS,
+                   help=f"refuse shapes with more than this many elements in a, b and d (default {MAX_ELEMENTS})")
     p.add_argument("--out", required=True, help="FILE.npz")
     p.set_defaults(func=_cmd_golden)
     p = sub.add_parser("verify", help="check an output against a golden file")
     p.add_argument("golden")
-    p.add_argument("actual")
+    p.add_argument("actual", help="a .npy file (floats, integer codes, ml_dtypes arrays) or, with --dtype, a raw "
+                                  "little-endian binary")
+    p.add_argument("--dtype", default=None, help="the raw binary's element type: float32, bfloat16, uint16 ...")
+    p.add_argument("--shape", dest="raw_shape", default=None, help="the raw binary's shape, e.g. 64x64 "
+                                                                  "(default: the golden output's)")
+    p.add_argument("--max-ulp", type=int, default=None, help="exit 0 when every difference is at most N ulp")
+    p.add_argument("--equal-nan", action="store_true", help="treat every NaN encoding as equal")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=_cmd_verify)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .formats import FloatFormat, get_format
-from .rounding import quantize
+from .formats import FloatFormat, check_bool, get_format
+from .rounding import quantize, rounding_mode
 
 __all__ = ["BlockFMA", "ExactUnit", "FMAUnit", "round_pair", "two_sum", "dot_chain"]
 
@@ -101,15 +101,27 @@ class BlockFMA:
             object.__setattr__(self, field, int(value))
         if self.c_rounding is None:
             object.__setattr__(self, "c_rounding", self.out_rounding)
+        object.__setattr__(self, "c_in_alignment", check_bool(self.c_in_alignment, "c_in_alignment"))
         for field in ("out_rounding", "c_rounding"):
             value = getattr(self, field)
-            value = getattr(value, "value", value)
+            try:
+                value = rounding_mode(value, field).value
+            except ValueError:
+                pass
             if value not in ("toward_zero", "nearest_even"):
                 raise ValueError(f"{field} must be 'toward_zero' or 'nearest_even', got {value!r}")
             object.__setattr__(self, field, value)
         for field in ("in_format", "b_format"):
             if getattr(self, field).mantissa_bits > 23:
                 raise ValueError(f"{field}: at most 23 mantissa bits (products must be exact in float64)")
+        fa, fb = self.in_format, self.b_format
+        low = fa.emin + fb.emin - fa.mantissa_bits - fb.mantissa_bits
+        high = fa.emax + fb.emax + 2
+        if low < -1074 or high > 1023:
+            raise ValueError(
+                f"in_format {fa.name or fa!r} x b_format {fb.name or fb!r}: products span 2**{low} to 2**{high}, "
+                "beyond what float64 holds exactly (2**-1074 to 2**1023); the engine cannot simulate them"
+            )
         if self.align_bits + 3 + math.ceil(math.log2(self.block + 1)) > 52:
             raise ValueError("align_bits and block too large for exact float64 sums")
 
@@ -177,6 +189,7 @@ def round_pair(hi, lo, fmt, rounding, overflow=None):
     array(1.)
     """
     fmt = get_format(fmt)
+    rounding = rounding_mode(rounding).value
     hi = np.asarray(hi, np.float64)
     lo = np.where(np.isfinite(hi), np.asarray(lo, np.float64), 0.0)
     r = quantize(hi, fmt, rounding, overflow)
@@ -317,6 +330,8 @@ def dot_chain(a, b, c, unit: BlockFMA, *, tile_elems=1 << 21, paired=False):
     and copies only its own block of the inputs, so memory does not grow
     with K.
     """
+    if isinstance(tile_elems, (bool, np.bool_)) or not isinstance(tile_elems, (int, np.integer)) or tile_elems < 1:
+        raise ValueError(f"tile_elems must be a positive integer, got {tile_elems!r}")
     M, K = a.shape
     N = 1 if paired else b.shape[1]
     plan = _Plan(unit)

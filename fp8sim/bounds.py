@@ -62,6 +62,17 @@ def _gamma(k, u):
     return k * u / (1 - k * u)
 
 
+def _positive_int(value, arg):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _expm1_safe(x):
+    """``exp(x) - 1``, Inf where it overflows (the bound is then vacuous, never negative or an error)."""
+    return math.inf if x > 709 else math.expm1(x)
+
+
 def step_beta(unit: BlockFMA) -> float:
     """The per-step relative error bound ``beta`` of a block-FMA unit (see the module notes).
 
@@ -91,26 +102,39 @@ def bound_factor(K, unit, *, promote_every=None, kind="deterministic", lam=5.0) 
     unit = resolve_unit(unit)
     if kind not in ("deterministic", "probabilistic"):
         raise ValueError(f"kind must be 'deterministic' or 'probabilistic', got {kind!r}")
+    K = _positive_int(K, "K")
+    if K > 2**62:
+        raise ValueError(f"K must be at most 2**62 (a dot product that long has no meaningful bound), got {K}")
+    if promote_every is not None:
+        promote_every = _positive_int(promote_every, "promote_every")
+        if isinstance(unit, BlockFMA) and promote_every % unit.block:
+            raise ValueError(f"promote_every must be a positive multiple of the unit's block ({unit.block}), "
+                             f"got {promote_every}")
+        if not isinstance(unit, BlockFMA):
+            raise ValueError("promote_every applies to a BlockFMA unit")
+    if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(lam) or lam <= 0:
+        raise ValueError(f"lam must be a positive finite number, got {lam!r}")
     if isinstance(unit, ExactUnit):
         return U32
     if isinstance(unit, FMAUnit):
         if kind == "deterministic":
             return _gamma(K, U32)
-        return math.expm1(lam * math.sqrt(K) * U32 + K * U32**2 / (1 - U32))
+        return _expm1_safe(lam * math.sqrt(K) * U32 + K * U32**2 / (1 - U32))
     beta = step_beta(unit)
     chain = K if promote_every is None else min(K, promote_every)
     n = math.ceil(chain / unit.block)
     if kind == "deterministic":
-        chain_f = (1 + beta) ** n - 1
+        chain_f = _expm1_safe(n * math.log1p(beta))
     else:
-        chain_f = math.expm1(lam * math.sqrt(n) * beta + n * beta**2 / (1 - beta))
+        chain_f = _expm1_safe(lam * math.sqrt(n) * beta + n * beta**2 / (1 - beta))
     if promote_every is None or promote_every >= K:
         return chain_f
     n_parts = math.ceil(K / promote_every)
     if kind == "deterministic":
         acc = _gamma(n_parts, U32)
     else:
-        acc = math.expm1(lam * math.sqrt(n_parts) * U32 + n_parts * U32**2 / (1 - U32))
+        acc = _expm1_safe(lam * math.sqrt(n_parts) * U32 + n_parts * U32**2 / (1 - U32))
     return chain_f + acc * (1 + chain_f)
 
 
@@ -128,6 +152,8 @@ def dot_error_bound(a, b, unit, *, c=None, promote_every=None, kind="determinist
     unit = resolve_unit(unit)
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"a and b must be 2-D with matching K, (M, K) and (K, N); got shapes {a.shape} and {b.shape}")
     K = a.shape[1]
     c_abs = 0.0 if c is None else np.abs(np.asarray(c, np.float64))
     f = bound_factor(K, unit, promote_every=promote_every, kind=kind, lam=lam)

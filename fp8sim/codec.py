@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .formats import FloatFormat, Specials, get_format
-from .rounding import as_float64
+from .rounding import as_float64, reject_masked
 
 __all__ = ["encode", "decode", "to_ml_dtypes", "from_ml_dtypes"]
 
@@ -39,22 +39,25 @@ def decode(codes, fmt) -> np.ndarray:
     [0.001953125, 1.0, 448.0, nan, -0.0]
     """
     fmt = get_format(fmt)
+    reject_masked(codes, "codes")
     arr = np.asarray(codes)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"codes must be integers, got dtype {arr.dtype}")
-    c = arr.astype(np.int64)
-    if c.size and (c.min() < 0 or c.max() >= 1 << fmt.bits):
+    if arr.size and (arr.min() < 0 or int(arr.max()) >= 1 << fmt.bits):
         raise ValueError(f"codes must be in [0, 2**{fmt.bits}) for {fmt!r}")
+    c = arr.astype(np.uint64)  # unsigned: formats up to 64 bits
     e, m, emask, mmask = _fields(fmt)
-    exp = (c >> m) & emask
-    man = c & mmask
-    sign = ((c >> (e + m)) & 1).astype(bool) if fmt.signed else np.zeros(c.shape, bool)
+    exp = ((c >> np.uint64(m)) & np.uint64(emask)).astype(np.int64)
+    man = c & np.uint64(mmask)
+    sign = ((c >> np.uint64(e + m)) & np.uint64(1)).astype(bool) if fmt.signed else np.zeros(c.shape, bool)
     if fmt.specials is Specials.E8M0:
         mag = np.ldexp(1.0, exp - fmt.bias)
         nan = exp == emask
     else:
         sub = exp == 0
-        mag = np.ldexp((man + np.where(sub, 0, 1 << m)).astype(np.float64), np.where(sub, fmt.emin, exp - fmt.bias) - m)
+        sig = man.astype(np.float64) + np.where(sub, 0.0, float(1 << m))  # exact: at most 53 bits
+        with np.errstate(over="ignore"):  # the Inf/NaN exponent code, replaced below
+            mag = np.ldexp(sig, np.where(sub, fmt.emin, exp - fmt.bias) - m)
         if fmt.specials is Specials.IEEE:
             top = exp == emask
             mag = np.where(top & (man == 0), np.inf, mag)
@@ -88,6 +91,7 @@ def encode(x, fmt) -> np.ndarray:
     array([ 56, 128, 126, 127], dtype=uint8)
     """
     fmt = get_format(fmt)
+    reject_masked(x, "x")
     arr = np.asarray(x)
     if fmt.ml_dtype is not None and arr.dtype == fmt.ml_dtype:
         return arr.view(fmt.code_dtype).copy()
@@ -96,32 +100,33 @@ def encode(x, fmt) -> np.ndarray:
         raise ValueError(f"x holds {int(inexact.sum())} value(s) that float64 cannot hold exactly")
     e, m, emask, mmask = _fields(fmt)
     a = np.abs(v)
-    sign = np.signbit(v).astype(np.int64)
+    u64 = np.uint64
+    sign = np.signbit(v).astype(u64)
     with np.errstate(invalid="ignore", over="ignore"):
         _, ex = np.frexp(a)
         ex = ex.astype(np.int64) - 1
         normal = a >= fmt.smallest_normal
         expf = np.where(normal, ex + fmt.bias, 0)
-        man = np.where(normal, np.ldexp(a, m - ex) - (1 << m), np.ldexp(a, m - fmt.emin))
-        man = np.where(np.isfinite(man), man, 0).astype(np.int64)
-    expf = np.clip(expf, 0, emask)
+        man = np.where(normal, np.ldexp(a, m - ex) - float(1 << m), np.ldexp(a, m - fmt.emin))
+        man = np.where(np.isfinite(man) & (man >= 0) & (man < 2.0**m), man, 0).astype(u64)
+    expf = np.clip(expf, 0, emask).astype(u64)
     nan = np.isnan(v)
     if fmt.specials is Specials.E8M0:
         code = expf
-        code = np.where(nan, emask, code)
+        code = np.where(nan, u64(emask), code)
     else:
-        code = (expf << m) | (man & mmask)
+        code = (expf << u64(m)) | (man & u64(mmask))
         inf = np.isinf(v)
         if fmt.specials is Specials.IEEE:
-            code = np.where(inf, emask << m, code)
-            code = np.where(nan, (emask << m) | (1 << (m - 1)), code)
+            code = np.where(inf, u64(emask << m), code)
+            code = np.where(nan, u64((emask << m) | (1 << (m - 1))), code)
         elif fmt.specials is Specials.FN:
-            code = np.where(nan, (emask << m) | mmask, code)
+            code = np.where(nan, u64((emask << m) | mmask), code)
         if fmt.signed:
-            code = code | (sign << (e + m))
+            code = code | (sign << u64(e + m))
         if fmt.specials is Specials.FNUZ:
-            code = np.where(nan | (a == 0), np.where(nan, 1 << (fmt.bits - 1), 0), code)
-    codes = code.astype(fmt.code_dtype)
+            code = np.where(nan | (a == 0), np.where(nan, u64(1 << (fmt.bits - 1)), u64(0)), code)
+    codes = np.asarray(code, u64).astype(fmt.code_dtype)
     back = decode(codes, fmt)
     want = v if fmt.has_negative_zero else v + 0.0
     bad = ~((back.view(np.uint64) == want.view(np.uint64)) | (np.isnan(back) & nan))

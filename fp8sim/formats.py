@@ -22,7 +22,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Specials", "FloatFormat", "get_format", "NAMED_FORMATS", "ALIASES"]
+__all__ = ["Specials", "FloatFormat", "get_format", "check_bool", "NAMED_FORMATS", "ALIASES"]
+
+
+def check_bool(value, arg):
+    """``value`` if it is a real boolean (Python or NumPy); ``TypeError`` otherwise.
+
+    Strings such as ``"false"`` are refused rather than read as true.
+
+    >>> check_bool(True, "signed")
+    True
+    >>> check_bool("false", "signed")
+    Traceback (most recent call last):
+    ...
+    TypeError: signed must be True or False, got 'false'
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{arg} must be True or False, got {value!r}")
 
 
 class Specials(str, enum.Enum):
@@ -115,7 +132,7 @@ class FloatFormat:
                 f"specials must be one of {[s.value for s in Specials]}, got {self.specials!r}"
             ) from None
         object.__setattr__(self, "specials", specials)
-        object.__setattr__(self, "signed", bool(self.signed))
+        object.__setattr__(self, "signed", check_bool(self.signed, "signed"))
         if self.bias is None:
             object.__setattr__(self, "bias", 2 ** (self.exponent_bits - 1) - 1)
         elif isinstance(self.bias, bool) or not isinstance(self.bias, (int, np.integer)):
@@ -211,7 +228,9 @@ class FloatFormat:
     @property
     def code_dtype(self) -> np.dtype:
         """Smallest unsigned integer dtype holding one code."""
-        return np.dtype(np.uint8 if self.bits <= 8 else np.uint16 if self.bits <= 16 else np.uint32)
+        if self.bits <= 8:
+            return np.dtype(np.uint8)
+        return np.dtype(np.uint16 if self.bits <= 16 else np.uint32 if self.bits <= 32 else np.uint64)
 
     @property
     def ml_dtype(self):
@@ -267,6 +286,10 @@ NAMED_FORMATS: dict[str, FloatFormat] = {
     ]
 }
 
+_NAMED_BY_VALUE = {}
+for _f in NAMED_FORMATS.values():
+    _NAMED_BY_VALUE.setdefault(_f, _f)
+
 #: Short names.  Note ``e4m3`` is the OCP format ``float8_e4m3fn``, not
 #: ml_dtypes' IEEE-style ``float8_e4m3``.
 ALIASES: dict[str, str] = {
@@ -302,7 +325,11 @@ def get_format(fmt) -> FloatFormat:
     57344.0
     """
     if isinstance(fmt, FloatFormat):
+        if fmt.name is None:  # an unnamed format equal to a named one is that format (presets find it)
+            return _NAMED_BY_VALUE.get(fmt, fmt)
         return fmt
+    if fmt is None:
+        raise TypeError("a format is required (a name such as 'e4m3', a FloatFormat or a dtype), got None")
     if isinstance(fmt, str):
         key = fmt.strip().lower()
         key = ALIASES.get(key, key)

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .accumulate import BlockFMA, ExactUnit, FMAUnit, dot_chain, two_sum
-from .formats import get_format
+from .formats import check_bool, get_format
 from .hardware import tensor_core
 from .rounding import as_float64, quantize
 
@@ -171,6 +171,7 @@ def dot_rows(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, o
 
 def _prepare(a, b, unit, promote_every, quantize_inputs):
     unit = resolve_unit(unit)
+    quantize_inputs = check_bool(quantize_inputs, "quantize_inputs")
     fa, fb = (unit.in_format, unit.b_format) if isinstance(unit, BlockFMA) else (FP32, FP32)
     a = _operand(a, "a", fa, quantize_inputs)
     b = _operand(b, "b", fb, quantize_inputs)
@@ -363,13 +364,13 @@ def _fl32_product(x, y):
 
 def _deepgemm(A, B, unit, promote_every):
     T = A.tile[1]
-    if B.tile != (T, T) or T % unit.block:
+    if B.tile[0] != T or B.tile[1] not in (T, B.shape[1]) or T % unit.block:
         raise ValueError(f"deepgemm needs A in (1, T) tiles and B in (T, T) blocks, T a multiple of "
                          f"{unit.block}; got {A.tile} and {B.tile}")
     if promote_every not in (None, T):
         raise ValueError(f"deepgemm promotes once per scale block: promote_every must be None or {T}")
     M, N = A.shape[0], B.shape[1]
-    sb_cols = np.arange(N) // T
+    sb_cols = np.arange(N) // B.tile[1]
     return _fp32_over_blocks(A.values, B.values, np.zeros((M, N)), unit, T,
                              lambda j: _fl32_product(A.scales[:, j][:, None], B.scales[j][sb_cols][None, :]))
 
@@ -386,6 +387,10 @@ def _scaled_mm(A, B, unit, promote_every):
 
 
 def _mx(A, B, unit, promote_every):
+    for name, t in (("A", A), ("B", B)):
+        if t.scale_format.name != "float8_e8m0fnu":
+            raise ValueError(f"mx needs E8M0 (power-of-two) block scales; {name}'s scales are {t.scale_format.name} "
+                             "(quantize_scaled(..., 'mx32'))")
     if A.tile != (1, 32) or B.tile != (32, 1):
         raise ValueError(f"mx needs A in 32-element blocks along K (tile (1, 32)) and B along K (tile (32, 1), "
                          f"quantize_scaled(..., axis=0)); got {A.tile} and {B.tile}")

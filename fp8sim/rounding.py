@@ -32,9 +32,9 @@ import enum
 
 import numpy as np
 
-from .formats import FloatFormat, get_format
+from .formats import FloatFormat, check_bool, get_format
 
-__all__ = ["RoundingMode", "Overflow", "quantize", "resolve_overflow", "as_float64"]
+__all__ = ["RoundingMode", "Overflow", "quantize", "resolve_overflow", "rounding_mode", "as_float64", "reject_masked"]
 
 
 class RoundingMode(str, enum.Enum):
@@ -66,11 +66,40 @@ class Overflow(str, enum.Enum):
     NAN = "nan"
 
 
+#: common short names of the rounding modes (any case)
+ROUNDING_ALIASES = {
+    "rne": "nearest_even", "rn": "nearest_even", "round_to_nearest_even": "nearest_even",
+    "rna": "nearest_away", "round_half_away": "nearest_away",
+    "rtz": "toward_zero", "rz": "toward_zero", "trunc": "toward_zero", "truncate": "toward_zero",
+    "rtp": "upward", "ru": "upward", "up": "upward", "ceil": "upward", "toward_positive": "upward",
+    "rtn": "downward", "rd": "downward", "down": "downward", "floor": "downward", "toward_negative": "downward",
+    "rto": "to_odd", "odd": "to_odd", "round_to_odd": "to_odd",
+    "sr": "stochastic",
+}
+#: short names of the overflow policies (any case)
+OVERFLOW_ALIASES = {"sat": "saturate", "satfinite": "saturate", "inf": "infinity"}
+
+
 def _enum_value(enum_cls, value, arg):
+    if isinstance(value, enum_cls):
+        return value
+    aliases = ROUNDING_ALIASES if enum_cls is RoundingMode else OVERFLOW_ALIASES if enum_cls is Overflow else {}
+    key = value.strip().lower() if isinstance(value, str) else value
+    key = aliases.get(key, key)
     try:
-        return enum_cls(value)
-    except ValueError:
-        raise ValueError(f"{arg} must be one of {[m.value for m in enum_cls]}, got {value!r}") from None
+        return enum_cls(key)
+    except (ValueError, TypeError):
+        raise ValueError(f"{arg} must be one of {[m.value for m in enum_cls]} (any case) or a short name "
+                         f"{sorted(aliases)}, got {value!r}") from None
+
+
+def rounding_mode(value, arg="rounding") -> RoundingMode:
+    """Resolve a rounding-mode name (any case, short names such as ``"rne"``, ``"rtz"``).
+
+    >>> rounding_mode("RTZ")
+    <RoundingMode.TOWARD_ZERO: 'toward_zero'>
+    """
+    return _enum_value(RoundingMode, value, arg)
 
 
 def resolve_overflow(fmt: FloatFormat, overflow) -> Overflow:
@@ -100,6 +129,7 @@ def as_float64(x, arg="x"):
     (huge integers, long doubles, Fractions); those must be rounded from the
     original objects.
     """
+    reject_masked(x, arg)
     arr = np.asarray(x)
     kind = arr.dtype.kind
     if kind == "f" or arr.dtype.name.startswith(("float", "bfloat")):
@@ -138,6 +168,15 @@ def as_float64(x, arg="x"):
     raise TypeError(f"{arg} must be real numbers, got an array of dtype {arr.dtype}")
 
 
+def reject_masked(x, arg="x"):
+    """``TypeError`` for a masked array: fp8sim never drops a mask and computes on the hidden data."""
+    if np.ma.isMaskedArray(x):
+        raise TypeError(
+            f"{arg} is a numpy masked array; fp8sim would ignore the mask. Pass {arg}.filled(value) "
+            f"or {arg}.compressed() to say what the masked entries are"
+        )
+
+
 def _mask_or_none(mask):
     return mask if mask.any() else None
 
@@ -161,9 +200,10 @@ def quantize(x, fmt, rounding="nearest_even", overflow=None, *, rng=None, sr_bit
     rng : numpy.random.Generator or int, optional
         Source of randomness for stochastic rounding (required there).  One
         draw per element in C order (``rng.random`` when ``sr_bits`` is
-        None, ``rng.integers(0, 2**sr_bits)`` otherwise); with
-        ``sr_bits=None`` rare values whose remainder has bits below 2**-53
-        take further draws so the probability is exact.
+        None, ``rng.integers(0, 2**sr_bits)`` otherwise), in chunks of
+        ``QUANTIZE_CHUNK`` elements; with ``sr_bits=None`` rare values whose
+        remainder has bits below 2**-53 take further draws (after their
+        chunk's) so the probability is exact.
     sr_bits : int, optional
         Stochastic rounding with this many random bits: the remainder below
         the last kept bit is truncated to ``sr_bits`` bits ``f`` and the
@@ -193,6 +233,7 @@ def quantize(x, fmt, rounding="nearest_even", overflow=None, *, rng=None, sr_bit
     fmt = get_format(fmt)
     mode = _enum_value(RoundingMode, rounding, "rounding")
     policy = resolve_overflow(fmt, overflow)
+    subnormals = check_bool(subnormals, "subnormals")
     if mode is RoundingMode.STOCHASTIC:
         if rng is None:
             raise ValueError("rounding='stochastic' needs rng (a numpy.random.Generator or an int seed)")
@@ -204,13 +245,30 @@ def quantize(x, fmt, rounding="nearest_even", overflow=None, *, rng=None, sr_bit
     elif sr_bits is not None:
         raise ValueError("sr_bits applies only to rounding='stochastic'")
 
+    reject_masked(x, "x")
     arr = np.asarray(x)
+    shape = arr.shape
+    flat = arr.reshape(-1)
+    if flat.size <= QUANTIZE_CHUNK:
+        return _quantize_flat(flat, fmt, mode, policy, rng, sr_bits, subnormals).reshape(shape)
+    # bounded memory: the output plus one chunk's temporaries, whatever the mode
+    out = np.empty(flat.size, np.float64)
+    for i in range(0, flat.size, QUANTIZE_CHUNK):
+        out[i:i + QUANTIZE_CHUNK] = _quantize_flat(flat[i:i + QUANTIZE_CHUNK], fmt, mode, policy, rng, sr_bits,
+                                                   subnormals)
+    return out.reshape(shape)
+
+
+#: elements rounded at a time; every mode's temporaries are a small multiple of one chunk
+QUANTIZE_CHUNK = 1 << 20
+
+
+def _quantize_flat(arr, fmt, mode, policy, rng, sr_bits, subnormals):
+    """quantize() of a 1-D chunk (validated parameters)."""
     if mode is RoundingMode.NEAREST_EVEN and arr.dtype == np.float32 and _fast_path_ok(fmt, np.float32):
         values, inexact = arr, None  # rounded in float32 below, exactly
     else:
         values, inexact = as_float64(arr)
-    shape = values.shape
-    values = values.reshape(-1)
     draws = None
     if mode is RoundingMode.STOCHASTIC:
         draws = rng.random(values.size) if sr_bits is None else rng.integers(0, 2**sr_bits, values.size)
@@ -229,13 +287,12 @@ def quantize(x, fmt, rounding="nearest_even", overflow=None, *, rng=None, sr_bit
     if inexact is not None:
         from . import reference
 
-        src = np.asarray(x).reshape(-1)
         for i in np.flatnonzero(inexact):
             out[i] = reference.quantize_scalar(
-                src[i], fmt, mode.value, policy.value,
+                arr[i], fmt, mode.value, policy.value,
                 draw=None if draws is None else draws[i], sr_bits=sr_bits, subnormals=subnormals,
             )
-    return out.reshape(shape)
+    return out
 
 
 def _fast_path_ok(fmt, dtype):

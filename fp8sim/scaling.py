@@ -51,7 +51,7 @@ import numpy as np
 from .accumulate import round_pair
 from .codec import encode
 from .formats import FloatFormat, get_format
-from .rounding import as_float64, quantize
+from .rounding import as_float64, quantize, rounding_mode
 
 __all__ = ["ScaledTensor", "quantize_scaled", "DelayedScaling", "tile_shape"]
 
@@ -132,6 +132,8 @@ def tile_shape(granularity, shape, axis=-1):
 
     >>> tile_shape((1, 128), (4, 256)), tile_shape("row", (4, 256)), tile_shape("mx32", (4, 64))
     ((1, 128), (1, 256), (1, 32))
+    >>> tile_shape((128, 128), (4, 256))          # clamped to the tensor, never padded
+    (4, 128)
     """
     nd = len(shape)
     if isinstance(granularity, str):
@@ -152,12 +154,14 @@ def tile_shape(granularity, shape, axis=-1):
             f"granularity must be 'tensor', 'row', 'col', 'mx32', 'nvfp4' or a tile shape tuple, got {granularity!r}"
         )
     try:
-        tile = tuple(int(t) for t in granularity)
+        sizes = tuple(granularity)
     except TypeError:
         raise ValueError(f"granularity must be a string or a tuple of tile sizes, got {granularity!r}") from None
-    if len(tile) != nd or any(t < 1 for t in tile):
-        raise ValueError(f"tile {granularity!r} must have {nd} positive sizes for a tensor of shape {shape}")
-    return tile
+    if len(sizes) != nd or any(isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)) or t < 1
+                               for t in sizes):
+        raise ValueError(f"tile {granularity!r} must have {nd} positive integer sizes for a tensor of shape {shape}")
+    # a tile larger than the tensor is clamped to it (the scale covers what exists; nothing is padded)
+    return tuple(min(int(t), max(1, n)) for t, n in zip(sizes, shape))
 
 
 def _block_view(x, tile, fill):
@@ -180,7 +184,9 @@ def _block_amax(x, tile):
         return v.max(axis=axes)
 
 
-def _fp32_scales(amax, fmt, margin, amax_epsilon, pow2):
+def _fp32_scales(amax, fmt, margin, amax_epsilon, pow2, what="x"):
+    """FP32 scales; ``ValueError`` when a block's scale falls outside FP32's normal range."""
+    raw_amax = amax
     amax = np.maximum(amax, amax_epsilon)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         s = amax * 2.0**margin / fmt.max
@@ -191,7 +197,17 @@ def _fp32_scales(amax, fmt, margin, amax_epsilon, pow2):
         elif pow2 is not None:
             raise ValueError(f"pow2 must be None, 'ceil' or 'floor', got {pow2!r}")
     s = np.where(amax == 0, 1.0, s)
-    return quantize(s, FP32, overflow="saturate")
+    low, high = (s < FP32.smallest_normal) & (amax > 0), s > FP32.max
+    if low.any() or high.any():
+        bad = low | high
+        first = float(np.asarray(raw_amax)[bad].reshape(-1)[0])
+        kind = "underflows" if low.any() else "overflows"
+        raise ValueError(
+            f"the FP32 scale amax * 2**margin / {fmt.name}.max {kind} FP32's normal range for "
+            f"{int(bad.sum())} block(s) of {what} (first amax {first!r}, margin {margin}); "
+            "raise amax_epsilon or change margin"
+        )
+    return quantize(s, FP32)
 
 
 def _mx_scales(amax, fmt, mode):
@@ -209,6 +225,15 @@ def _mx_scales(amax, fmt, mode):
     x = np.clip(x, -127, 127)
     x = np.where(amax == 0, -127, x)
     return np.where(np.isfinite(amax), np.exp2(np.where(np.isfinite(amax), x, 0)), np.nan)
+
+
+def _real_param(value, arg):
+    """A finite real parameter; ``TypeError`` for a non-number, ``ValueError`` for NaN or Inf."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{arg} must be a real number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{arg} must be finite, got {value!r}")
+    return value
 
 
 def _split(a):
@@ -324,6 +349,14 @@ def quantize_scaled(
     (16.0, [[0.0, 0.0, 4.0, 0.0]], 0)
     """
     fmt = get_format(fmt)
+    if not fmt.signed or not fmt.has_zero:
+        raise ValueError(f"fmt {fmt.name or fmt!r} cannot be an element format: elements need a sign and a zero "
+                         "(E8M0 is a scale format)")
+    rounding = rounding_mode(rounding).value
+    margin = _real_param(margin, "margin")
+    amax_epsilon = _real_param(amax_epsilon, "amax_epsilon")
+    if amax_epsilon < 0:
+        raise ValueError(f"amax_epsilon must be >= 0, got {amax_epsilon!r}")
     v, inexact = as_float64(x)
     if inexact is not None:
         raise ValueError("x holds values float64 cannot hold exactly")
@@ -346,6 +379,9 @@ def quantize_scaled(
                          "to give their blocks a NaN scale")
     if delayed is not None and g != "tensor":
         raise ValueError("delayed scaling applies to granularity='tensor'")
+    if delayed is not None and delayed.fmt != fmt:
+        raise ValueError(f"this DelayedScaling was built for {delayed.fmt.name}, not {fmt.name}: "
+                         "its amax history and scale belong to that format")
 
     amax = _block_amax(v, tile)
     global_scale = 1.0
@@ -355,7 +391,13 @@ def quantize_scaled(
         tensor_amax = float(np.max(np.abs(v))) if v.size else 0.0
         if not math.isfinite(tensor_amax):
             tensor_amax = 0.0
-        global_scale = float(quantize(tensor_amax / (E4M3.max * fmt.max), FP32)) if tensor_amax > 0 else 1.0
+        global_scale = 1.0
+        if tensor_amax > 0:
+            g_exact = tensor_amax / (E4M3.max * fmt.max)
+            if not FP32.smallest_normal <= g_exact <= FP32.max:
+                raise ValueError(f"nvfp4: the FP32 tensor scale amax / (448 * 6) = {g_exact!r} falls outside FP32's "
+                                 f"normal range (amax {tensor_amax!r})")
+            global_scale = float(quantize(g_exact, FP32))
         with np.errstate(invalid="ignore"):
             scales = quantize(np.where(np.isfinite(amax), amax, 0.0) / (fmt.max * global_scale), E4M3,
                               overflow="saturate")
@@ -372,7 +414,7 @@ def quantize_scaled(
     full = _expand(scales, tile, v.shape) * global_scale
     values, saturated = _elements(v, full, fmt, rounding, rng, sr_bits)
     if delayed is not None:
-        delayed.record(float(amax.max()) if amax.size else 0.0)
+        delayed.record(float(amax.max()) if amax.size else 0.0)  # checks the next scale before keeping it
     return ScaledTensor(values, scales, fmt, scale_format, tile, granularity, global_scale, saturated)
 
 
@@ -404,14 +446,19 @@ class DelayedScaling:
         if algo not in ("max", "most_recent"):
             raise ValueError(f"algo must be 'max' or 'most_recent', got {algo!r}")
         self.algo = algo
-        self.margin = margin
+        self.margin = _real_param(margin, "margin")
         self.history = deque(maxlen=history_len)
         self.scale = 1.0
 
     def record(self, amax: float):
         """Append an amax and update the scale for the next tensor."""
-        if not math.isfinite(amax):
-            raise ValueError("amax must be finite")
-        self.history.append(amax)
-        amax_h = max(self.history) if self.algo == "max" else self.history[-1]
-        self.scale = float(_fp32_scales(np.array(amax_h), self.fmt, self.margin, 0.0, None))
+        if isinstance(amax, (bool, np.bool_)) or not isinstance(amax, (int, float, np.integer, np.floating)):
+            raise TypeError(f"amax must be a real number, got {amax!r}")
+        if not math.isfinite(amax) or amax < 0:
+            raise ValueError(f"amax must be finite and >= 0, got {amax!r}")
+        history = deque(self.history, maxlen=self.history.maxlen)
+        history.append(float(amax))
+        amax_h = max(history) if self.algo == "max" else history[-1]
+        # computed before anything changes: a scale that would underflow leaves the state as it was
+        self.scale = float(_fp32_scales(np.array(amax_h), self.fmt, self.margin, 0.0, None, "the amax history"))
+        self.history = history

@@ -71,3 +71,31 @@ def test_comparison_units_and_factors():
     assert bound_factor(4096, "H100:e4m3", promote_every=128) < bound_factor(4096, "H100:e4m3") / 20
     with pytest.raises(ValueError, match="kind"):
         bound_factor(10, "H100:e4m3", kind="loose")
+
+
+# --- bad input (issue 12) ---------------------------------------------------------------------------
+
+
+
+@pytest.mark.parametrize("promote_every", [-128, 0, 128.0, 100, True])
+def test_promote_every_checked(promote_every):
+    a, b = np.ones((1, 256)), np.ones((256, 1))
+    with pytest.raises(ValueError, match="promote_every"):
+        dot_error_bound(a, b, "H100:e4m3", promote_every=promote_every)
+
+
+@pytest.mark.parametrize("lam", [-1, 0, float("nan"), "5"])
+def test_lam_checked(lam):
+    with pytest.raises(ValueError, match="lam"):
+        bound_factor(128, "H100:e4m3", kind="probabilistic", lam=lam)
+
+
+def test_one_dimensional_operands_and_huge_k():
+    with pytest.raises(ValueError, match="2-D"):
+        dot_error_bound(np.ones(4), np.ones(4), "H100:e4m3")
+    with pytest.raises(ValueError, match="K must be"):
+        bound_factor(2**70, "H100:e4m3")
+    with pytest.raises(ValueError, match="K must be"):
+        bound_factor(0, "H100:e4m3")
+    assert bound_factor(2**60, "H100:e4m3") == float("inf")  # vacuous, never negative or an error
+    assert bound_factor(4096, "H100:e4m3", kind="probabilistic", lam=1) > 0

@@ -93,3 +93,97 @@ def test_unusable_input_exits_2_with_one_line(tmp_path):
         r = run_cli(*args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# --- verify and golden hardening (issue 12) -----------------------------------------------------
+
+def _golden(tmp_path, bits, out_format="float32"):
+    import numpy as np
+
+    from fp8sim.testing import write_golden
+
+    path = tmp_path / "g.npz"
+    write_golden(path, {"d_bits": np.asarray(bits)}, {"out_format": out_format})
+    return path
+
+
+def test_verify_refuses_wide_integers_and_nan_payloads(tmp_path, capsys):
+    import numpy as np
+
+    bits = np.array([[0x3F800000, 0x7FC00000]], np.uint32)
+    g = _golden(tmp_path, bits)
+    np.save(tmp_path / "wide.npy", bits.astype(np.int64) | (1 << 32))
+    assert main(["verify", str(g), str(tmp_path / "wide.npy")]) == 1
+    assert "not float32 codes" in capsys.readouterr().out
+    payload = bits.copy()
+    payload[0, 1] = 0x7FC00001
+    np.save(tmp_path / "nan.npy", payload.view(np.float32))
+    assert main(["verify", str(g), str(tmp_path / "nan.npy")]) == 1
+    out = capsys.readouterr().out
+    assert "NaN encodings differ" in out and "only differences are NaN encodings" in out
+    assert main(["verify", str(g), str(tmp_path / "nan.npy"), "--equal-nan"]) == 0
+
+
+def test_verify_ml_dtypes_raw_binaries_transpose_summary_json(tmp_path, capsys):
+    import json
+
+    import ml_dtypes
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    vals = rng.standard_normal((3, 5)).astype(ml_dtypes.bfloat16)
+    g = _golden(tmp_path, vals.view(np.uint16), "bfloat16")
+    np.save(tmp_path / "bf.npy", vals)  # stored as |V2
+    assert main(["verify", str(g), str(tmp_path / "bf.npy")]) == 0
+    vals.tofile(tmp_path / "out.bin")
+    assert main(["verify", str(g), str(tmp_path / "out.bin"), "--dtype", "bfloat16"]) == 0
+    assert main(["verify", str(g), str(tmp_path / "out.bin"), "--dtype", "bfloat16", "--shape", "3x5"]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(g), str(tmp_path / "out.bin"), "--dtype", "float32"]) == 2  # wrong size
+    np.save(tmp_path / "t.npy", vals.T.copy())
+    assert main(["verify", str(g), str(tmp_path / "t.npy")]) == 1
+    assert "transpose of the expected" in capsys.readouterr().out
+    off = vals.view(np.uint16).copy()
+    off[0, 0] += 1
+    off[1, 1] += 3
+    np.save(tmp_path / "off.npy", off)
+    assert main(["verify", str(g), str(tmp_path / "off.npy")]) == 1
+    out = capsys.readouterr().out
+    assert "2 of 15 values differ" in out and "largest distance: 3 ulp" in out and "1: 1, 3-4: 1" in out
+    assert main(["verify", str(g), str(tmp_path / "off.npy"), "--max-ulp", "3"]) == 0
+    assert main(["verify", str(g), str(tmp_path / "off.npy"), "--max-ulp", "2", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert report["status"] == "mismatch" and report["max_ulp"] == 3 and report["n_differ"] == 2
+
+
+def test_verify_fifo_is_an_error_not_a_hang(tmp_path):
+    import os
+
+    import numpy as np
+
+    g = _golden(tmp_path, np.zeros((2, 2), np.uint32))
+    os.mkfifo(tmp_path / "fifo")
+    r = run_cli("verify", str(g), str(tmp_path / "fifo"))
+    assert r.returncode == 2 and "not a regular file" in r.stderr
+    r = run_cli("verify", str(tmp_path / "fifo"), str(g))
+    assert r.returncode == 2 and "not a regular file" in r.stderr
+
+
+def test_golden_shape_parsing_strict_size_limit_and_ignored_options(tmp_path, capsys):
+    out = str(tmp_path / "x.npz")
+    for shape in ["２x2x32", "2_0x2x32", "2x2x+32", " 2x2x32", "2x2x32x1", "0x2x32"]:
+        assert main(["golden", "--unit", "H100:e4m3", "--shape", shape, "--out", out]) == 2, shape
+        assert "--shape must be MxNxK" in capsys.readouterr().err
+    assert main(["golden", "--unit", "H100:e4m3", "--shape", "100000x100000x100000", "--out", out]) == 2
+    assert "--max-elements" in capsys.readouterr().err
+    assert main(["golden", "--unit", "H100:e4m3", "--shape", "2x2x32", "--out-format", "float16", "--out", out]) == 2
+    assert "--out-format applies with --scaling only" in capsys.readouterr().err
+
+
+def test_formats_csv_rows_match_the_header(capsys):
+    import csv
+    import io
+
+    assert main(["formats", "--csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert all(len(r) == len(rows[0]) for r in rows)

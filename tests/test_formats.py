@@ -73,7 +73,11 @@ def test_aliases_and_lookup():
     assert get_format(ml_dtypes.float8_e5m2) is NAMED_FORMATS["float8_e5m2"]
     assert get_format(np.float16) is NAMED_FORMATS["float16"]
     f = FloatFormat(4, 3, specials="fn")
-    assert get_format(f) is f
+    assert get_format(f) is NAMED_FORMATS["float8_e4m3fn"]  # an unnamed format equal to a named one is that one
+    mine = FloatFormat(4, 3, specials="fn", name="my_e4m3")
+    assert get_format(mine) is mine  # a user's own name is kept
+    odd = FloatFormat(4, 2)
+    assert get_format(odd) is odd
     assert f == get_format("e4m3")  # the name is a label, not part of identity
     assert fp8sim.get_format is get_format
 
@@ -114,3 +118,30 @@ def test_frozen_and_repr():
         f.bias = 3
     assert "float8_e4m3fn" in repr(f) and "max=448" in repr(f)
     assert Specials("fnuz") is Specials.FNUZ
+
+
+# --- bad input (issue 12) ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["false", "False", 0, 1, None])
+def test_boolean_parameters_refuse_non_booleans(value):
+    with pytest.raises(TypeError, match="signed must be True or False"):
+        FloatFormat(4, 3, signed=value)
+
+
+def test_subnormals_flag_refuses_strings():
+    with pytest.raises(TypeError, match="subnormals must be True or False"):
+        fp8sim.quantize([1e-3], "e4m3", subnormals="false")
+
+
+def test_none_is_not_a_format():
+    with pytest.raises(TypeError, match="a format is required"):
+        get_format(None)
+    with pytest.raises(TypeError, match="a format is required"):
+        fp8sim.quantize(1.0, None)
+
+
+def test_unnamed_format_finds_the_preset():
+    from fp8sim.hardware import tensor_core
+
+    unit = tensor_core("H100", FloatFormat(4, 3, specials="fn"))
+    assert unit == tensor_core("H100", "e4m3")

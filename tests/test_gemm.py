@@ -132,3 +132,41 @@ def test_memory_flat_in_k():
     input_bytes_growth = 2 * 64 * (4096 - 1024) * 8
     assert peaks[1] - peaks[0] < 6 * input_bytes_growth
     assert peaks[1] < 64 * 64 * 4096 * 8 / 4  # far below the full product tensor
+
+
+# --- engine bad input (issue 12) --------------------------------------------------------------------
+
+@pytest.mark.parametrize("tile_elems", [0, -5, 2.5, True, "big"])
+def test_tile_elems_checked(tile_elems):
+    with pytest.raises(ValueError, match="tile_elems"):
+        fp8sim.matmul(np.ones((2, 32)), np.ones((32, 2)), unit="H100:e4m3", tile_elems=tile_elems)
+
+
+def test_c_that_does_not_broadcast():
+    with pytest.raises(ValueError, match="does not broadcast"):
+        fp8sim.matmul(np.ones((2, 32)), np.ones((32, 3)), np.ones((3, 2)), unit="H100:e4m3")
+
+
+def test_masked_operands_refused():
+    a = np.ma.masked_array(np.ones((2, 32)), mask=np.eye(2, 32, dtype=bool))
+    with pytest.raises(TypeError, match="masked array"):
+        fp8sim.matmul(a, np.ones((32, 2)), unit="H100:e4m3")
+
+
+def test_products_beyond_float64_refused():
+    wide = fp8sim.FloatFormat(11, 3, name="e11m3")
+    with pytest.raises(ValueError, match="beyond what float64 holds exactly"):
+        fp8sim.BlockFMA(wide, block=4, align_bits=24)
+
+
+@pytest.mark.parametrize("promote_every", [0, -32, 48, 32.0])
+def test_promote_every_positive_multiple(promote_every):
+    with pytest.raises(ValueError, match="promote_every must be a positive multiple"):
+        fp8sim.matmul(np.ones((2, 64)), np.ones((64, 2)), unit="H100:e4m3", promote_every=promote_every)
+
+
+def test_boolean_parameters_refuse_strings():
+    with pytest.raises(TypeError, match="quantize_inputs must be True or False"):
+        fp8sim.matmul(np.ones((2, 32)), np.ones((32, 2)), unit="H100:e4m3", quantize_inputs="false")
+    with pytest.raises(TypeError, match="c_in_alignment must be True or False"):
+        fp8sim.BlockFMA("e4m3", block=32, align_bits=13, c_in_alignment="no")

@@ -290,3 +290,32 @@ def test_long_double_and_huge_objects_round_exactly():
     assert quantize(np.array([huge, -huge], dtype=object), "e5m2", "toward_zero").tolist() == [57344.0, -57344.0]
     assert quantize(np.array([huge], dtype=object), "e5m2")[0] == np.inf
     assert np.isnan(quantize(np.array([float("nan")], dtype=object), "e5m2")[0])
+
+
+@pytest.mark.parametrize("name, mode", [
+    ("RNE", "nearest_even"), ("rne", "nearest_even"), ("Nearest_Even", "nearest_even"), ("rn", "nearest_even"),
+    ("rna", "nearest_away"), ("RTZ", "toward_zero"), ("rz", "toward_zero"), ("ru", "upward"), ("RTP", "upward"),
+    ("rd", "downward"), ("rtn", "downward"), ("rto", "to_odd"), ("TO_ODD", "to_odd"),
+])
+def test_rounding_names_any_case_and_short(name, mode):
+    x = np.linspace(-3, 3, 97)
+    np.testing.assert_array_equal(quantize(x, "e4m3", name), quantize(x, "e4m3", mode))
+
+
+def test_overflow_names_any_case():
+    assert quantize(1e6, "e5m2", overflow="SATURATE") == 57344.0
+    assert quantize(1e6, "e5m2", overflow="Inf") == np.inf
+
+
+def test_chunked_quantize_equals_one_pass(monkeypatch):
+    """Bounded chunks (issue 12, memory) change nothing, stochastic draws included."""
+    import fp8sim.rounding as r
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(5000) * 100
+    modes = ["nearest_even", "toward_zero", "to_odd", "stochastic"]
+    whole = {m: quantize(x, "e4m3", m, rng=np.random.default_rng(1) if m == "stochastic" else None) for m in modes}
+    monkeypatch.setattr(r, "QUANTIZE_CHUNK", 333)
+    for m in modes:
+        got = quantize(x, "e4m3", m, rng=np.random.default_rng(1) if m == "stochastic" else None)
+        np.testing.assert_array_equal(got.view(np.uint64), whole[m].view(np.uint64))

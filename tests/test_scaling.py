@@ -180,7 +180,7 @@ def test_bad_arguments():
     x = np.ones((4, 8))
     with pytest.raises(ValueError, match="granularity must be"):
         quantize_scaled(x, "e4m3", "block")
-    with pytest.raises(ValueError, match="2 positive sizes"):
+    with pytest.raises(ValueError, match="2 positive integer sizes"):
         quantize_scaled(x, "e4m3", (1, 2, 3))
     with pytest.raises(ValueError, match="mx32 elements"):
         quantize_scaled(x, "bf16", "mx32")
@@ -281,3 +281,90 @@ def test_power_of_two_scales_take_every_rounding(gran, kw, rounding, rng):
 def test_other_scales_refuse_directed_and_stochastic_rounding():
     with pytest.raises(ValueError, match="power-of-two scales"):
         quantize_scaled(np.array([[1.0, 3.0]]), "e4m3", "row", rounding="upward")
+
+
+# --- clear errors, never a silent zero or NaN (issue 12) --------------------------------------------
+
+def test_fp32_scale_underflow_and_overflow_raise():
+    tiny = np.full((2, 4), 1e-43, np.float32)
+    with pytest.raises(ValueError, match="underflows FP32's normal range"):
+        quantize_scaled(tiny, "e4m3", "tensor")
+    with pytest.raises(ValueError, match="underflows"):
+        quantize_scaled(np.ones((2, 4)), "e4m3", "tensor", margin=-200)
+    with pytest.raises(ValueError, match="overflows"):
+        quantize_scaled(np.full((2, 4), 1e300), "e4m3", "row")
+    # amax_epsilon is the documented way out: a normal scale (data far below it then rounds to zero)
+    st = quantize_scaled(tiny, "e4m3", "tensor", amax_epsilon=1e-30)
+    assert st.scales.item() >= 2.0**-126
+
+
+def test_delayed_scaling_is_not_wiped_out_by_denormals():
+    ds = DelayedScaling("e4m3", history_len=4)
+    quantize_scaled(np.array([2.0, 1.0]), "e4m3", delayed=ds)
+    state = (ds.scale, list(ds.history))
+    with pytest.raises(ValueError, match="underflows"):
+        quantize_scaled(np.full(4, 1e-44, np.float32), "e4m3", delayed=DelayedScaling("e4m3", algo="most_recent"))
+    fresh = DelayedScaling("e4m3", algo="most_recent")
+    quantize_scaled(np.array([1.0]), "e4m3", delayed=fresh)
+    before = (fresh.scale, list(fresh.history))
+    with pytest.raises(ValueError, match="underflows"):
+        quantize_scaled(np.full(4, 1e-44, np.float32), "e4m3", delayed=fresh)
+    assert (fresh.scale, list(fresh.history)) == before  # the state is as it was
+    assert quantize_scaled(np.array([3.0]), "e4m3", delayed=fresh).values.item() != 0
+    assert (ds.scale, list(ds.history)) == state
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        ds.record(-1.0)
+    with pytest.raises(ValueError, match="built for float8_e4m3fn"):
+        quantize_scaled(np.ones(3), "e5m2", delayed=ds)
+
+
+def test_nvfp4_outlier_beyond_fp32_raises():
+    x = np.ones((2, 32))
+    x[0, 0] = 1e300
+    with pytest.raises(ValueError, match="nvfp4: the FP32 tensor scale"):
+        quantize_scaled(x, "e2m1", "nvfp4")
+
+
+@pytest.mark.parametrize("fmt", ["e8m0", "float8_e8m0fnu", fp8sim.FloatFormat(3, 2, signed=False, specials="fn")])
+def test_element_formats_need_a_sign_and_a_zero(fmt):
+    with pytest.raises(ValueError, match="cannot be an element format"):
+        quantize_scaled(np.array([[1.0, -2.0]]), fmt, "tensor")
+
+
+@pytest.mark.parametrize("tile", [(1, 0), (1, 2.5), (1.0, 2), (True, 2), (1, -4)])
+def test_tile_sizes_must_be_positive_integers(tile):
+    with pytest.raises(ValueError, match="positive integer sizes"):
+        quantize_scaled(np.ones((4, 8)), "e4m3", tile)
+
+
+def test_tiles_larger_than_the_tensor_are_clamped():
+    x = np.random.default_rng(1).standard_normal((4, 40))
+    st = quantize_scaled(x, "e4m3", (128, 128))
+    assert st.tile == (4, 40) and st.scales.shape == (1, 1)
+    np.testing.assert_array_equal(st.values, quantize_scaled(x, "e4m3", "tensor").values)
+
+
+@pytest.mark.parametrize("kw, err", [
+    ({"margin": float("nan")}, ValueError), ({"margin": "1"}, TypeError), ({"margin": True}, TypeError),
+    ({"amax_epsilon": float("nan")}, ValueError), ({"amax_epsilon": -1.0}, ValueError),
+    ({"amax_epsilon": None}, TypeError),
+])
+def test_margin_and_amax_epsilon_checked(kw, err):
+    with pytest.raises(err, match="margin|amax_epsilon"):
+        quantize_scaled(np.ones((2, 2)), "e4m3", "tensor", **kw)
+
+
+def test_mx_pipeline_refuses_non_power_of_two_scales():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 64)), rng.standard_normal((64, 3))
+    A = quantize_scaled(x, "e4m3", (1, 32))
+    B = quantize_scaled(w, "e4m3", (32, 1))
+    with pytest.raises(ValueError, match="E8M0"):
+        fp8sim.scaled_matmul(A, B, unit="B200:e4m3", semantics="mx")
+
+
+def test_rounding_names_any_case_and_short():
+    x = np.array([[0.3, -0.7, 1.9]])
+    a = quantize_scaled(x, "e4m3", "tensor", rounding="RTZ")
+    b = quantize_scaled(x, "e4m3", "tensor", rounding="toward_zero")
+    np.testing.assert_array_equal(a.values, b.values)
