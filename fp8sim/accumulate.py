@@ -236,7 +236,26 @@ class _Plan:
         self.no_exp = -60 if narrow else -16000
         self.exp_dtype = np.int8 if narrow else np.int16
         self.min_exp = lo
+        # the exponent maximum by one BLAS product (see _block_max_exponents) fits float64 when
+        # 8 * (largest exponent offset sum + 1) stays below 1023 and a block has fewer than 256 terms
+        span = (fa.emax - fa.emin) + (fb.emax - fb.emin)
+        self.blas_exponents = unit.block < 256 and 8 * (span + 2) < 1000
+        if self.blas_exponents and narrow:  # 2 * 256**(e - emin) by a 256-entry table on the int8 bits
+            u = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.int64)
+            live_a = (u != self.no_exp) & (u >= fa.emin) & (u <= fa.emax)
+            live_b = (u != self.no_exp) & (u >= fb.emin) & (u <= fb.emax)
+            self.pow_a = np.where(live_a, np.ldexp(2.0, 8 * np.clip(u - fa.emin, 0, 120)), 0.0)
+            self.pow_b = np.where(live_b, np.ldexp(1.0, 8 * np.clip(u - fb.emin, 0, 120)), 0.0)
         self.rtz_mask = np.uint64((2**64 - 1) ^ (2 ** (52 - unit.out_frac_bits) - 1))
+        # the float32 step (_align_and_sum_f32): chain state in float32, every per-step operation on
+        # float32 / int32 bits; it applies to truncating units with C in the alignment
+        self.f32 = (small and self.blas_exponents and narrow and unit.c_in_alignment
+                    and unit.out_rounding == "toward_zero")
+        L = math.ceil(math.log2(unit.block + 1))
+        # biased exponents E (= E + 127) for which the float32 step is exact: 2**-(F - E) and
+        # 2**(F - E) float32 normals, and the result below 2**128
+        self.f32_range = (unit.align_bits + 1, 253 - L)
+        self.f32_mask = np.int32(~((1 << (23 - unit.out_frac_bits)) - 1))
 
     def exponents(self, x, fmt):
         """Input exponents clamped at fmt's emin, zeros at no_exp (never the largest)."""
@@ -259,9 +278,104 @@ class _Plan:
 
 
 def _step(plan, a, ea, bt, ebt, c):
-    """One block FMA for a tile: a (m, 1, k) with bt (1, n, k) or (m, 1, k); c (m, n) finite."""
+    """One block FMA for a tile (the classic layout): a (m, 1, k) with bt (1, n, k) or (m, 1, k); c (m, n) finite."""
+    E = (ea + ebt).max(axis=2).astype(np.int32) + 127
+    terms = a * bt
+    return _align_and_sum(plan, E, terms, 2, c)
+
+
+def _step_kmajor(plan, aT, eaT, b, eb, c, tbuf, ebuf, E=None):
+    """One block FMA for a row tile in the k-major layout: aT (k, r), b (k, n); c (r, n) finite.
+
+    The products are formed into ``tbuf`` (k, r, n) and, unless the caller
+    has ``E`` from :func:`_block_max_exponents`, their exponent sums into
+    ``ebuf``: each pass runs over long contiguous rows, and the reductions
+    over k add whole (r, n) planes.
+    """
+    np.einsum("ki,kj->kij", aT, b, out=tbuf)
+    if E is None:
+        np.add(eaT[:, :, None], eb[:, None, :], out=ebuf)
+        E = ebuf.max(axis=0).astype(np.int32) + 127
+    if c.dtype == np.float32:
+        r = _align_and_sum_f32(plan, E, tbuf, c)
+        if r is not None:
+            return r
+        c = c.astype(np.float64)
+    return _align_and_sum(plan, E, tbuf, 0, c)
+
+
+def _align_and_sum_f32(plan, E, terms, c):
+    """The step on float32 / int32 bits: ``E`` biased maximum product exponents (r, n), ``terms``
+    (k, r, n) exact float32 products, ``c`` (r, n) float32 chain state, finite.
+
+    With ``Eb = max(E, exponent field of C)`` (C in the alignment; a zero C
+    has field 0), the grid scale ``2**(F - E)`` and its inverse are built as
+    float32 bit patterns, terms and C are scaled and truncated exactly (the
+    scale is a power of two, the results are integers below ``2**24``), and
+    the sum times ``2**(E - F)`` is a float32 normal (``Eb >= F + 1`` and the
+    sum is an integer) below ``2**128``, so masking its low fraction bits
+    truncates it onto the result format.  ``None`` when some ``Eb`` lies
+    outside that range (a subnormal or huge C, an all-zero block with a zero
+    C): the caller takes the general step for this tile.
+    """
+    cf = c.view(np.int32) >> 23
+    cf &= 0xFF
+    Eb = np.maximum(E, cf, out=cf)
+    lo, hi = plan.f32_range
+    if Eb.min() < lo or Eb.max() > hi:
+        return None
+    F = plan.unit.align_bits
+    scale = np.subtract(F + 254, Eb, dtype=np.int32)
+    scale <<= 23
+    scale = scale.view(np.float32)
+    terms *= scale
+    np.trunc(terms, out=terms)
+    s = terms.sum(axis=0, dtype=np.float32)
+    ct = c * scale
+    np.trunc(ct, out=ct)
+    s += ct
+    inv = np.subtract(Eb, F, dtype=np.int32)
+    inv <<= 23
+    s *= inv.view(np.float32)
+    bits = s.view(np.int32)
+    bits &= plan.f32_mask
+    return s
+
+
+def _block_max_exponents(plan, ea, eb):
+    """max_k (ea[i, k] + eb[k, j]) + 127 for every (i, j) by one float64 matrix product, or None.
+
+    Each input exponent ``e`` (at least the format's ``emin``) becomes
+    ``256**(e - emin)`` (times 2 for ``a``) and a zero input 0, so entry
+    (i, j) of the product is a sum of at most ``block`` terms
+    ``2 * 256**m``; with fewer than 128 terms the sum lies in
+    ``[2 * 256**m_max, 2 * 256**(m_max + 1))``, so the top bits of its float64
+    exponent field are ``m_max`` (no rounding can cross that power of two,
+    and a sum of positive terms is at least its largest term).  Entries with
+    no non-zero product come out far below any product's exponent.  The
+    result is biased by 127, as float32's exponent field.  None when the
+    exponents do not fit float64's range this way.
+    """
+    if not plan.blas_exponents:
+        return None
+    fa, fb = plan.unit.in_format, plan.unit.b_format
+    if plan.exp_dtype == np.int8:
+        pa = plan.pow_a[ea.view(np.uint8)]
+        pb = plan.pow_b[eb.view(np.uint8)]
+    else:
+        pa = np.where(ea == plan.no_exp, 0.0, np.ldexp(2.0, 8 * (ea.astype(np.int32) - fa.emin)))
+        pb = np.where(eb == plan.no_exp, 0.0, np.ldexp(1.0, 8 * (eb.astype(np.int32) - fb.emin)))
+    P = pa @ pb
+    E = P.view(np.int64) >> 55  # (biased exponent field) // 8 = 128 + m_max; 0 for no product
+    E += fa.emin + fb.emin - 128 + 127
+    return E.astype(np.int32)
+
+
+def _align_and_sum(plan, E, terms, axis, c):
+    """Steps 2-4 of the module notes, given the products' largest exponents ``E`` and the
+    exact products ``terms`` (overwritten) with k along ``axis``."""
     unit = plan.unit
-    E = (ea + ebt).max(axis=2).astype(np.int32)
+    E = E - 127
     live = E >= plan.min_exp
     if unit.c_in_alignment:
         _, ec = np.frexp(c)
@@ -270,14 +384,14 @@ def _step(plan, a, ea, bt, ebt, c):
         live |= nz
     E = np.where(live, E, 0)
     shift = unit.align_bits - E
-    scale = np.ldexp(1.0, shift)
-    terms = a * bt
-    terms *= np.ldexp(plan.dtype(1), np.clip(shift, *plan.shift_range)).astype(plan.dtype)[:, :, None]
+    scale = np.ldexp(plan.dtype(1), np.clip(shift, *plan.shift_range)).astype(plan.dtype)
+    terms *= np.expand_dims(scale, axis)
     np.trunc(terms, out=terms)
-    s = terms.sum(axis=2, dtype=plan.dtype).astype(np.float64)
+    s = terms.sum(axis=axis, dtype=plan.dtype).astype(np.float64)
+    inv = np.ldexp(1.0, -shift)
     if unit.c_in_alignment:
-        s += np.trunc(c * scale)
-    r = plan.round_acc(s / scale, unit.out_rounding)
+        s += np.trunc(c * np.ldexp(1.0, shift))
+    r = plan.round_acc(s * inv, unit.out_rounding)
     if unit.c_in_alignment:
         return r
     hi, lo = two_sum(r, c)
@@ -320,7 +434,11 @@ def _apply_specials(result, c, counts):
     return np.where(nan | np.isnan(c) | (pinf & ninf), np.nan, out)
 
 
-def dot_chain(a, b, c, unit: BlockFMA, *, tile_elems=1 << 21, paired=False):
+#: products per row tile of the k-major engine: block * rows * N close to this (a few MB, cache-sized)
+KMAJOR_TILE = 1 << 19
+
+
+def dot_chain(a, b, c, unit: BlockFMA, *, tile_elems=None, paired=False, engine="kmajor"):
     """Chain ``unit`` over all of K: a (M, K) @ b (K, N) + c (M, N), finite or not.
 
     ``paired=True``: b is (M, K) and row i of a meets row i of b only
@@ -329,17 +447,36 @@ def dot_chain(a, b, c, unit: BlockFMA, *, tile_elems=1 << 21, paired=False):
     over row tiles; each step works on at most about ``tile_elems`` products
     and copies only its own block of the inputs, so memory does not grow
     with K.
+
+    ``engine``: ``"kmajor"`` (default for matrix products) lays each row
+    tile's products out as (k, rows, N) and reduces over the leading axis;
+    ``"classic"`` (the engine of fp8sim 0.1, used for ``paired``) lays them
+    out as (rows, N, k).  Both compute the same bits; the tests compare
+    them with each other and with :func:`fp8sim.reference.block_fma_dot`.
     """
+    if tile_elems is None:
+        tile_elems = KMAJOR_TILE if engine == "kmajor" and not paired else 1 << 21
     if isinstance(tile_elems, (bool, np.bool_)) or not isinstance(tile_elems, (int, np.integer)) or tile_elems < 1:
         raise ValueError(f"tile_elems must be a positive integer, got {tile_elems!r}")
+    if engine not in ("kmajor", "classic"):
+        raise ValueError(f"engine must be 'kmajor' or 'classic', got {engine!r}")
     M, K = a.shape
     N = 1 if paired else b.shape[1]
     plan = _Plan(unit)
     dt = plan.dtype
-    out = np.array(c, dtype=np.float64, copy=True)
-    rows = max(1, tile_elems // max(1, N * unit.block))
+    kmajor = engine == "kmajor" and not paired
+    # the chain state: float32 where the float32 step applies and C is FP32 (it always is after a step)
+    state_f32 = kmajor and plan.f32
+    out = np.array(c, dtype=np.float32 if state_f32 else np.float64, copy=True)
+    if state_f32 and not np.array_equal(out.astype(np.float64), c, equal_nan=True):
+        out, state_f32 = np.array(c, dtype=np.float64, copy=True), False
+    rows = max(1, min(M, tile_elems // max(1, N * unit.block)))
+    if kmajor:
+        tbuf = np.empty((unit.block, rows, N), dt)
+        ebuf = np.empty((unit.block, rows, N), plan.exp_dtype)
     for k0 in range(0, K, unit.block):
         k1 = min(k0 + unit.block, K)
+        kb = k1 - k0
         a_blk = a[:, k0:k1]
         b_blk = b[:, k0:k1] if paired else b[k0:k1].T  # (rows or N, k)
         special = not (np.isfinite(a_blk).all() and np.isfinite(b_blk).all())
@@ -349,20 +486,35 @@ def dot_chain(a, b, c, unit: BlockFMA, *, tile_elems=1 << 21, paired=False):
         else:
             a_fin, b_fin = a_blk, b_blk
         ea, eb = plan.exponents(a_fin, unit.in_format), plan.exponents(b_fin, unit.b_format)
-        a_fin, b_fin = a_fin.astype(dt), b_fin.astype(dt)
+        if kmajor:  # (k, M) and (k, N), contiguous along the long axis
+            aT, eaT = np.ascontiguousarray(a_fin.T, dt), np.ascontiguousarray(ea.T)
+            bk, ebk = np.ascontiguousarray(b_fin.T, dt), np.ascontiguousarray(eb.T)
+            E_all = _block_max_exponents(plan, ea, ebk)
+        else:
+            a_fin, b_fin = a_fin.astype(dt), b_fin.astype(dt)
         for m0 in range(0, M, rows):
             m1 = min(m0 + rows, M)
             cm = out[m0:m1]
-            finite_c = np.isfinite(cm)
-            if paired:
-                b3, eb3 = b_fin[m0:m1, None, :], eb[m0:m1, None, :]
+            finite_c = np.isfinite(cm).all()
+            plain = finite_c and not special
+            if kmajor:
+                r = m1 - m0
+                res = _step_kmajor(plan, aT[:, m0:m1], eaT[:, m0:m1], bk, ebk,
+                                   cm if plain else np.where(np.isfinite(cm), cm, 0).astype(np.float64),
+                                   tbuf[:kb, :r], ebuf[:kb, :r], None if E_all is None else E_all[m0:m1])
             else:
-                b3, eb3 = b_fin[None], eb[None]
-            res = _step(plan, a_fin[m0:m1, None, :], ea[m0:m1, None, :], b3, eb3, np.where(finite_c, cm, 0.0))
-            if special or not finite_c.all():
+                if paired:
+                    b3, eb3 = b_fin[m0:m1, None, :], eb[m0:m1, None, :]
+                else:
+                    b3, eb3 = b_fin[None], eb[None]
+                res = _step(plan, a_fin[m0:m1, None, :], ea[m0:m1, None, :], b3, eb3,
+                            cm if plain else np.where(np.isfinite(cm), cm, 0.0))
+            if not plain:
+                cm64 = cm.astype(np.float64)
+                fin = np.isfinite(cm64)
                 counts = _special_counts(a_blk[m0:m1], b_blk[m0:m1] if paired else b_blk, paired)
                 if counts is None:
                     counts = (np.zeros(res.shape, bool),) * 3
-                res = _apply_specials(np.where(finite_c, res, cm), cm, counts)
+                res = _apply_specials(np.where(fin, res, cm64), cm64, counts)
             out[m0:m1] = res
-    return out
+    return out.astype(np.float64, copy=False)

@@ -85,7 +85,7 @@ def add_fp32(acc, x):
         return np.where(mid & ((e > 0) == (d > 0)), o, r)
 
 
-def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out_format=None, tile_elems=1 << 21):
+def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out_format=None, tile_elems=None):
     """``a @ b + c`` as a simulated unit computes it.
 
     Parameters
@@ -146,7 +146,7 @@ def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out
     return out if out_format is None else quantize(out, out_format)
 
 
-def dot_rows(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out_format=None, tile_elems=1 << 21):
+def dot_rows(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out_format=None, tile_elems=None):
     """Row-wise dot products ``sum(a[i] * b[i]) + c[i]`` through a unit.
 
     ``a`` and ``b`` are (R, K); ``c`` broadcasts to (R,); returns (R,).
@@ -202,7 +202,7 @@ def _chained(a, b, c, unit, promote_every, tile_elems, paired):
     return _fp32_over_blocks(a, b, c, unit, promote_every, tile_elems=tile_elems, paired=paired)
 
 
-def _fp32_over_blocks(a, b, acc, unit, T, scale=None, *, tile_elems=1 << 21, paired=False):
+def _fp32_over_blocks(a, b, acc, unit, T, scale=None, *, tile_elems=None, paired=False):
     """For each K block j of T elements: the unit's chain from C = 0, times ``scale(j)``
     (if given; the float64 product is exact), added into the FP32 accumulator with
     one nearest-even rounding.  Promotion and the blockwise-scaled pipelines."""

@@ -186,3 +186,74 @@ def test_mixed_fp8_operands_equal_reference(fa, fb, gpu, rng):
 def test_mixed_operands_only_for_fp8():
     with pytest.raises(ValueError, match="FP8 only"):
         tensor_core("H100", "float16", b_format="bfloat16")
+
+
+# --- the k-major engine (issue 13) against the classic engine and the scalar twin ---------------------
+
+from fp8sim.accumulate import dot_chain  # noqa: E402
+
+ENGINE_UNITS = [tensor_core(g, f) for g, f in UNITS] + [
+    tensor_core("Ada", "e4m3", out_format="float16"),
+    BlockFMA("e4m3", block=32, align_bits=8, out_frac_bits=23),           # F below the output's fraction bits
+    BlockFMA("e5m2", block=16, align_bits=17, out_frac_bits=20),
+    BlockFMA("e4m3", block=8, align_bits=13, out_frac_bits=13, c_in_alignment=False),
+    BlockFMA("float8_e4m3fnuz", block=32, align_bits=13, out_frac_bits=13),
+    BlockFMA("e2m1", block=64, align_bits=12, out_frac_bits=23, b_format="e2m1"),
+    BlockFMA("e4m3", block=32, align_bits=13, out_frac_bits=13, b_format="e5m2"),
+]
+
+
+def _addends(rng, shape):
+    """C: zeros, ordinary, FP32 subnormals, near FP32 max, and the specials."""
+    c = fp8sim.quantize(rng.standard_normal(shape) * 8, "float32")
+    flat = c.reshape(-1)
+    kinds = rng.integers(0, 8, flat.size)
+    flat[kinds == 0] = 0.0
+    flat[kinds == 1] = -0.0
+    flat[kinds == 2] = rng.integers(-2**20, 2**20, (kinds == 2).sum()) * 2.0**-149
+    flat[kinds == 3] = fp8sim.quantize(rng.choice([-1, 1], (kinds == 3).sum()) * 3.3e38, "float32")
+    return c
+
+
+@pytest.mark.parametrize("unit", ENGINE_UNITS, ids=lambda u: u.name or repr(u))
+@pytest.mark.parametrize("K", [1, 45, 160])
+def test_kmajor_equals_classic_and_twin(unit, K, rng):
+    M, N = 6, 5
+    a = random_inputs(rng, (M, K), unit.in_format, spread=8, zero_frac=0.2)
+    b = random_inputs(rng, (K, N), unit.b_format, spread=8, zero_frac=0.2)
+    a[1, :min(K, unit.block)] = 0.0  # an all-zero block: the float32 step hands over to the general one
+    c = _addends(rng, (M, N))
+    got = dot_chain(a, b, c, unit, tile_elems=2 * N * unit.block)  # several row tiles
+    classic = dot_chain(a, b, c, unit, engine="classic")
+    np.testing.assert_array_equal(got.view(np.uint64), classic.view(np.uint64))
+    assert same(got, reference_matmul(a, b, c, unit)).all()
+
+
+@pytest.mark.parametrize("unit", ENGINE_UNITS[:4], ids=lambda u: u.name)
+def test_kmajor_specials_and_promotion(unit, rng):
+    K = 96
+    a = random_inputs(rng, (4, K), unit.in_format)
+    b = random_inputs(rng, (K, 3), unit.b_format)
+    if unit.in_format.has_inf:
+        a[0, 5] = np.inf
+        b[7, 2] = -np.inf
+    if unit.in_format.has_nan:
+        a[2, 40] = np.nan
+    c = _addends(rng, (4, 3))
+    c[3, 0], c[3, 1], c[3, 2] = np.inf, -np.inf, np.nan
+    for promote in (None, 32, 64):
+        if promote is not None and promote % unit.block:
+            continue
+        got = matmul(a, b, c, unit=unit, promote_every=promote)
+        assert same(got, reference_matmul(a, b, c, unit, promote)).all()
+
+
+def test_kmajor_equals_classic_large(rng):
+    """Many row tiles and a long K on the H100 unit, with promotion: both engines, every bit."""
+    unit = tensor_core("H100", "e4m3")
+    a = random_inputs(rng, (64, 1024), "e4m3", spread=3, zero_frac=0.01)
+    b = random_inputs(rng, (1024, 48), "e4m3", spread=3, zero_frac=0.01)
+    c = np.zeros((64, 48))
+    for tile in (None, 4096):
+        got = dot_chain(a, b, c, unit, tile_elems=tile)
+        np.testing.assert_array_equal(got.view(np.uint64), dot_chain(a, b, c, unit, engine="classic").view(np.uint64))
