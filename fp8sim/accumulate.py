@@ -236,25 +236,17 @@ class _Plan:
         self.no_exp = -60 if narrow else -16000
         self.exp_dtype = np.int8 if narrow else np.int16
         self.min_exp = lo
-        # the exponent maximum by one BLAS product (see _block_max_exponents) fits float64 when
-        # 8 * (largest exponent offset sum + 1) stays below 1023 and a block has fewer than 256 terms
-        span = (fa.emax - fa.emin) + (fb.emax - fb.emin)
-        self.blas_exponents = unit.block < 256 and 8 * (span + 2) < 1000
-        if self.blas_exponents and narrow:  # 2 * 256**(e - emin) by a 256-entry table on the int8 bits
-            u = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.int64)
-            live_a = (u != self.no_exp) & (u >= fa.emin) & (u <= fa.emax)
-            live_b = (u != self.no_exp) & (u >= fb.emin) & (u <= fb.emax)
-            self.pow_a = np.where(live_a, np.ldexp(2.0, 8 * np.clip(u - fa.emin, 0, 120)), 0.0)
-            self.pow_b = np.where(live_b, np.ldexp(1.0, 8 * np.clip(u - fb.emin, 0, 120)), 0.0)
         self.rtz_mask = np.uint64((2**64 - 1) ^ (2 ** (52 - unit.out_frac_bits) - 1))
         # the float32 step (_align_and_sum_f32): chain state in float32, every per-step operation on
         # float32 / int32 bits; it applies to truncating units with C in the alignment
-        self.f32 = (small and self.blas_exponents and narrow and unit.c_in_alignment
-                    and unit.out_rounding == "toward_zero")
+        # a zero input's exponent (no_exp) plus any other stays below every product's: then an entry
+        # at or above min_exp + 127 is a real exponent (of a product or of a normal C)
+        self.f32 = (small and narrow and unit.c_in_alignment and unit.out_rounding == "toward_zero"
+                    and self.no_exp + max(fa.emax, fb.emax) < lo)
         L = math.ceil(math.log2(unit.block + 1))
         # biased exponents E (= E + 127) for which the float32 step is exact: 2**-(F - E) and
         # 2**(F - E) float32 normals, and the result below 2**128
-        self.f32_range = (unit.align_bits + 1, 253 - L)
+        self.f32_range = (max(unit.align_bits + 1, lo + 127), 253 - L)
         self.f32_mask = np.int32(~((1 << (23 - unit.out_frac_bits)) - 1))
 
     def exponents(self, x, fmt):
@@ -284,18 +276,19 @@ def _step(plan, a, ea, bt, ebt, c):
     return _align_and_sum(plan, E, terms, 2, c)
 
 
-def _step_kmajor(plan, aT, eaT, b, eb, c, tbuf, ebuf, E=None):
+def _step_kmajor(plan, aT, eaT, b, eb, c, tbuf, ebuf):
     """One block FMA for a row tile in the k-major layout: aT (k, r), b (k, n); c (r, n) finite.
 
-    The products are formed into ``tbuf`` (k, r, n) and, unless the caller
-    has ``E`` from :func:`_block_max_exponents`, their exponent sums into
-    ``ebuf``: each pass runs over long contiguous rows, and the reductions
-    over k add whole (r, n) planes.
+    The products are formed into ``tbuf`` (k, r, n) and their exponent sums
+    into ``ebuf``: each pass runs over long contiguous rows, and the
+    reductions over k combine whole (r, n) planes.  (Finding the exponent
+    maxima with one float64 BLAS product of powers of 256 instead was no
+    faster here, and slower with threads: measured, not kept.)
     """
     np.einsum("ki,kj->kij", aT, b, out=tbuf)
-    if E is None:
-        np.add(eaT[:, :, None], eb[:, None, :], out=ebuf)
-        E = ebuf.max(axis=0).astype(np.int32) + 127
+    np.add(eaT[:, :, None], eb[:, None, :], out=ebuf)
+    E = ebuf.max(axis=0).astype(np.int32)
+    E += 127
     if c.dtype == np.float32:
         r = _align_and_sum_f32(plan, E, tbuf, c)
         if r is not None:
@@ -316,7 +309,8 @@ def _align_and_sum_f32(plan, E, terms, c):
     sum is an integer) below ``2**128``, so masking its low fraction bits
     truncates it onto the result format.  ``None`` when some ``Eb`` lies
     outside that range (a subnormal or huge C, an all-zero block with a zero
-    C): the caller takes the general step for this tile.
+    or tiny C; ``Eb >= min_exp + 127`` also tells real exponents from those
+    of zero products): the caller takes the general step for this tile.
     """
     cf = c.view(np.int32) >> 23
     cf &= 0xFF
@@ -340,35 +334,6 @@ def _align_and_sum_f32(plan, E, terms, c):
     bits = s.view(np.int32)
     bits &= plan.f32_mask
     return s
-
-
-def _block_max_exponents(plan, ea, eb):
-    """max_k (ea[i, k] + eb[k, j]) + 127 for every (i, j) by one float64 matrix product, or None.
-
-    Each input exponent ``e`` (at least the format's ``emin``) becomes
-    ``256**(e - emin)`` (times 2 for ``a``) and a zero input 0, so entry
-    (i, j) of the product is a sum of at most ``block`` terms
-    ``2 * 256**m``; with fewer than 128 terms the sum lies in
-    ``[2 * 256**m_max, 2 * 256**(m_max + 1))``, so the top bits of its float64
-    exponent field are ``m_max`` (no rounding can cross that power of two,
-    and a sum of positive terms is at least its largest term).  Entries with
-    no non-zero product come out far below any product's exponent.  The
-    result is biased by 127, as float32's exponent field.  None when the
-    exponents do not fit float64's range this way.
-    """
-    if not plan.blas_exponents:
-        return None
-    fa, fb = plan.unit.in_format, plan.unit.b_format
-    if plan.exp_dtype == np.int8:
-        pa = plan.pow_a[ea.view(np.uint8)]
-        pb = plan.pow_b[eb.view(np.uint8)]
-    else:
-        pa = np.where(ea == plan.no_exp, 0.0, np.ldexp(2.0, 8 * (ea.astype(np.int32) - fa.emin)))
-        pb = np.where(eb == plan.no_exp, 0.0, np.ldexp(1.0, 8 * (eb.astype(np.int32) - fb.emin)))
-    P = pa @ pb
-    E = P.view(np.int64) >> 55  # (biased exponent field) // 8 = 128 + m_max; 0 for no product
-    E += fa.emin + fb.emin - 128 + 127
-    return E.astype(np.int32)
 
 
 def _align_and_sum(plan, E, terms, axis, c):
@@ -489,7 +454,6 @@ def dot_chain(a, b, c, unit: BlockFMA, *, tile_elems=None, paired=False, engine=
         if kmajor:  # (k, M) and (k, N), contiguous along the long axis
             aT, eaT = np.ascontiguousarray(a_fin.T, dt), np.ascontiguousarray(ea.T)
             bk, ebk = np.ascontiguousarray(b_fin.T, dt), np.ascontiguousarray(eb.T)
-            E_all = _block_max_exponents(plan, ea, ebk)
         else:
             a_fin, b_fin = a_fin.astype(dt), b_fin.astype(dt)
         for m0 in range(0, M, rows):
@@ -501,7 +465,7 @@ def dot_chain(a, b, c, unit: BlockFMA, *, tile_elems=None, paired=False, engine=
                 r = m1 - m0
                 res = _step_kmajor(plan, aT[:, m0:m1], eaT[:, m0:m1], bk, ebk,
                                    cm if plain else np.where(np.isfinite(cm), cm, 0).astype(np.float64),
-                                   tbuf[:kb, :r], ebuf[:kb, :r], None if E_all is None else E_all[m0:m1])
+                                   tbuf[:kb, :r], ebuf[:kb, :r])
             else:
                 if paired:
                     b3, eb3 = b_fin[m0:m1, None, :], eb[m0:m1, None, :]

@@ -20,7 +20,7 @@ from .formats import check_bool, get_format
 from .hardware import tensor_core
 from .rounding import as_float64, quantize
 
-__all__ = ["matmul", "dot_rows", "scaled_matmul", "resolve_unit", "add_fp32"]
+__all__ = ["matmul", "dot_rows", "scaled_matmul", "resolve_unit", "add_fp32", "thread_count", "THREAD_MIN_MACS"]
 
 FP32 = get_format("float32")
 
@@ -85,7 +85,8 @@ def add_fp32(acc, x):
         return np.where(mid & ((e > 0) == (d > 0)), o, r)
 
 
-def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out_format=None, tile_elems=None):
+def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out_format=None, tile_elems=None,
+           threads=None):
     """``a @ b + c`` as a simulated unit computes it.
 
     Parameters
@@ -111,9 +112,13 @@ def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out
         Round the result once more, to nearest-even in this format (the
         tensor cores' FP16-output mode: ``"float16"``, with ``c`` in FP16
         and a unit from ``tensor_core(..., out_format="float16")``).
-    tile_elems : int
+    tile_elems : int, optional
         Bound on the 3-D working set (products per tile); memory does not
-        grow with K.
+        grow with K.  Default: ``fp8sim.accumulate.KMAJOR_TILE``.
+    threads : int, optional
+        Threads that share the rows (``None``: the cores this process may
+        use, for products of at least ``THREAD_MIN_MACS`` MACs).  Rows are
+        independent, so the result is bit-identical to one thread.
 
     Returns
     -------
@@ -142,7 +147,7 @@ def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out
     elif isinstance(unit, FMAUnit):
         out = _fma(a, b, c)
     else:
-        out = _chained(a, b, c, unit, promote_every, tile_elems, paired=False)
+        out = _chained(a, b, c, unit, promote_every, tile_elems, paired=False, threads=threads)
     return out if out_format is None else quantize(out, out_format)
 
 
@@ -196,25 +201,78 @@ def _addend(c, shape):
         raise
 
 
-def _chained(a, b, c, unit, promote_every, tile_elems, paired):
-    if promote_every is None:
-        return dot_chain(a, b, c, unit, tile_elems=tile_elems, paired=paired)
-    return _fp32_over_blocks(a, b, c, unit, promote_every, tile_elems=tile_elems, paired=paired)
+#: below this many multiply-accumulates, threads=None runs on one thread (a pool costs more than it gains)
+THREAD_MIN_MACS = 1 << 22
+
+
+def thread_count(threads, rows, macs):
+    """How many threads ``threads`` means for a product of ``rows`` rows and ``macs`` multiply-accumulates.
+
+    ``None``: the cores this process may use, for products of at least
+    ``THREAD_MIN_MACS`` MACs, never more than one per row; an int: that many
+    (at most one per row).
+
+    >>> thread_count(1, 100, 10**9), thread_count(4, 2, 10**9)
+    (1, 2)
+    """
+    import os
+
+    if threads is None:
+        if macs < THREAD_MIN_MACS:
+            return 1
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not on Linux
+            threads = os.cpu_count() or 1
+    elif isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
+    return max(1, min(int(threads), rows))
+
+
+def _chained(a, b, c, unit, promote_every, tile_elems, paired, threads=1):
+    """The unit's chain (with promotion) over rows; with several threads, contiguous row
+    ranges run side by side (rows are independent, so the bits are those of one thread)."""
+    M = a.shape[0]
+    n = thread_count(threads, M, M * a.shape[1] * (1 if paired else b.shape[1]))
+
+    def rows(lo, hi):
+        ar, br, cr = a[lo:hi], (b[lo:hi] if paired else b), c[lo:hi]
+        if promote_every is None:
+            return dot_chain(ar, br, cr, unit, tile_elems=tile_elems, paired=paired)
+        return _fp32_over_blocks(ar, br, cr, unit, promote_every, tile_elems=tile_elems, paired=paired)
+
+    if n == 1:
+        return rows(0, M)
+    from concurrent.futures import ThreadPoolExecutor
+
+    edges = [M * i // n for i in range(n + 1)]
+    with ThreadPoolExecutor(n) as pool:
+        parts = list(pool.map(rows, edges[:-1], edges[1:]))
+    return np.concatenate(parts, axis=0)
 
 
 def _fp32_over_blocks(a, b, acc, unit, T, scale=None, *, tile_elems=None, paired=False):
     """For each K block j of T elements: the unit's chain from C = 0, times ``scale(j)``
     (if given; the float64 product is exact), added into the FP32 accumulator with
-    one nearest-even rounding.  Promotion and the blockwise-scaled pipelines."""
+    one nearest-even rounding.  Promotion and the blockwise-scaled pipelines.
+
+    Without ``scale`` both addends are FP32 values, and a float32 addition is
+    that one rounding (IEEE 754 addition is correctly rounded; overflow gives
+    Inf as nearest-even does).
+    """
     zeros = np.zeros_like(acc)
+    acc32 = acc.astype(np.float32) if scale is None else None
     for j, k0 in enumerate(range(0, a.shape[1], T)):
         kk = slice(k0, k0 + T)
         part = dot_chain(a[:, kk], b[:, kk] if paired else b[kk], zeros, unit, tile_elems=tile_elems, paired=paired)
-        if scale is not None:
-            with np.errstate(invalid="ignore"):
-                part = part * scale(j)
+        if scale is None:
+            with np.errstate(invalid="ignore", over="ignore"):
+                acc32 += part.astype(np.float32)
+            continue
+        with np.errstate(invalid="ignore"):
+            part = part * scale(j)
         acc = add_fp32(acc, part)
-    return acc
+    return acc if acc32 is None else acc32.astype(np.float64)
 
 
 def _lsb_exponent(x):

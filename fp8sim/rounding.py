@@ -262,9 +262,19 @@ def quantize(x, fmt, rounding="nearest_even", overflow=None, *, rng=None, sr_bit
 #: elements rounded at a time; every mode's temporaries are a small multiple of one chunk
 QUANTIZE_CHUNK = 1 << 20
 
+#: formats whose float32 -> format cast in NumPy / ml_dtypes is correctly rounded (nearest-even, Inf on
+#: overflow): quantize takes it for float32 input in that mode
+_NATIVE_FROM_F32 = {"bfloat16": FloatFormat(8, 7, name="bfloat16"), "float16": FloatFormat(5, 10, name="float16")}
+
 
 def _quantize_flat(arr, fmt, mode, policy, rng, sr_bits, subnormals):
     """quantize() of a 1-D chunk (validated parameters)."""
+    if (mode is RoundingMode.NEAREST_EVEN and arr.dtype == np.float32 and fmt.name in _NATIVE_FROM_F32
+            and fmt == _NATIVE_FROM_F32[fmt.name] and policy is Overflow.INFINITY and subnormals):
+        # NumPy's float32 -> float16 and ml_dtypes' float32 -> bfloat16 casts round once, to nearest-even,
+        # with IEEE overflow to Inf and gradual underflow: exactly this mode (tests compare every case)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return arr.astype(fmt.ml_dtype).astype(np.float64)
     if mode is RoundingMode.NEAREST_EVEN and arr.dtype == np.float32 and _fast_path_ok(fmt, np.float32):
         values, inexact = arr, None  # rounded in float32 below, exactly
     else:

@@ -319,3 +319,23 @@ def test_chunked_quantize_equals_one_pass(monkeypatch):
     for m in modes:
         got = quantize(x, "e4m3", m, rng=np.random.default_rng(1) if m == "stochastic" else None)
         np.testing.assert_array_equal(got.view(np.uint64), whole[m].view(np.uint64))
+
+
+@pytest.mark.parametrize("fmt", ["bfloat16", "float16"])
+def test_float32_native_cast_path_equals_general_path(fmt):
+    """float32 -> bf16 / fp16 nearest-even takes the library cast (issue 13); the general path agrees on
+    random bit patterns, every subnormal region and the overflow boundary."""
+    rng = np.random.default_rng(11)
+    bits = np.concatenate([
+        rng.integers(0, 2**32, 400_000, dtype=np.uint64).astype(np.uint32),
+        np.arange(0, 2**17, dtype=np.uint32), np.arange(0x80000000, 0x80000000 + 2**17, dtype=np.uint32),
+        np.arange(0x33000000, 0x39000000, 97, dtype=np.uint32),   # around float16's subnormals
+        np.arange(0x477F0000, 0x47800100, dtype=np.uint32),      # float16's overflow boundary
+        np.arange(0x7F7F0000, 0x7F800002, dtype=np.uint32),      # bfloat16's overflow boundary, Inf, NaN
+    ])
+    x = bits.view(np.float32)
+    fast = quantize(x, fmt)
+    with np.errstate(invalid="ignore"):
+        slow = quantize(x.astype(np.float64), fmt)
+    ok = (fast.view(np.uint64) == slow.view(np.uint64)) | (np.isnan(fast) & np.isnan(slow))
+    assert ok.all(), x[~ok][:5]
