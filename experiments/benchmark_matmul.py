@@ -1,28 +1,46 @@
-"""Speed and memory of the simulated H100 FP8 GEMM.
+"""Speed and memory of the simulated GEMMs, measured side by side in one process.
 
-    python experiments/benchmark_matmul.py [--quick]
+    python experiments/benchmark_matmul.py [--quick] [--repeats 3]
 
-M = N = 256, K = 4096, E4M3 inputs, the H100 unit, fast chain and
-promotion every 128.  Prints simulated multiply-accumulates per second,
-peak memory (tracemalloc) and time ratios against
+Main shape: M = N = 256, K = 4096, E4M3 inputs, the H100 unit, fast chain
+and promotion every 128.  Every ratio below is a ratio of median times
+measured in this run, on this machine:
 
-(a) an obvious float64 implementation, included below: it forms each
-    block's (M, N, block) products, finds exponents with frexp, aligns with
-    ldexp and loops over blocks (no tiling);
-(b) float64 ``numpy.matmul`` of the same shape: the floor.
+- the k-major engine (fp8sim's default) against the engine of fp8sim 0.1
+  (``engine="classic"``, kept as the baseline), on one thread and with the
+  default ``threads=`` (the cores this process may use);
+- a compiled kernel of the same arithmetic (numba, row-vectorised), the
+  ceiling, when numba is installed (it is not a dependency of fp8sim);
+- mmaemu's CPU reference (torch, one thread, unsplit K) when mmaemu is
+  installed, at the main shape and at M = N = 64 ... 1024; glibc malloc
+  settings (``MALLOC_*`` variables) in effect are printed and recorded;
+- every preset unit's MAC rate against the H100 E4M3 unit's;
+- ``scaled_matmul`` with DeepGEMM scaling against ``matmul`` with
+  promotion, and ``quantize_scaled`` of both operands against it;
+- ``quantize`` float32 -> bfloat16 / float16 against ml_dtypes / NumPy
+  ``astype`` followed by ``astype(float64)``;
+- peak memory (tracemalloc) for K from 1024 to 65536.
 
-Target (issue 3): at least 2x faster than (a) for both plans, and peak
-memory flat as K grows (K = 1024 to 16384 shown).
+Targets (issue 13): k-major >= 1.8x the 0.1 engine; >= 0.5x the numba
+ceiling's speed; every unit >= 0.7x the H100 unit's MAC rate; DeepGEMM
+scaled_matmul <= 1.2x matmul with promotion, quantize_scaled of both
+operands <= 0.3x of it; quantize to bf16/fp16 >= 0.5x the library casts'
+speed; memory flat in K.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import tracemalloc
 
+import ml_dtypes
 import numpy as np
 
 import fp8sim
-from fp8sim.hardware import tensor_core
+from fp8sim.accumulate import dot_chain
+from fp8sim.gemm import thread_count
+from fp8sim.hardware import _PRESETS, tensor_core
 
 try:
     from ._common import median_seconds, out_dir, script_parser, write_json
@@ -30,97 +48,264 @@ except ImportError:  # run as a script
     from _common import median_seconds, out_dir, script_parser, write_json
 
 
-def obvious_block_fma(a, b, unit, promote_every=None):
-    """A straightforward float64 simulation of the same unit (for comparison only)."""
-    fmt = unit.in_format
-    M, K = a.shape
-    N = b.shape[1]
-
-    def exps(x):
-        e = np.frexp(x)[1] - 1
-        return np.where(x == 0, -10000, np.maximum(e, fmt.emin))
-
-    def round_tz(v, bits):
-        m, e = np.frexp(v)
-        return np.ldexp(np.trunc(np.ldexp(m, bits + 1)), e - bits - 1)
-
-    def chain(k_lo, k_hi):
-        c = np.zeros((M, N))
-        for k0 in range(k_lo, k_hi, unit.block):
-            ab = a[:, None, k0:k0 + unit.block] * b.T[None, :, k0:k0 + unit.block]
-            p_exp = exps(a)[:, None, k0:k0 + unit.block] + exps(b).T[None, :, k0:k0 + unit.block]
-            E = p_exp.max(axis=2)
-            ce = np.frexp(c)[1] - 1
-            E = np.where(c != 0, np.maximum(E, ce), E)
-            shift = (unit.align_bits - E)[:, :, None]
-            s = np.trunc(np.ldexp(ab, shift)).sum(axis=2) + np.trunc(np.ldexp(c, shift[:, :, 0]))
-            c = round_tz(np.ldexp(s, E - unit.align_bits), unit.out_frac_bits)
-        return c
-
-    if promote_every is None:
-        return chain(0, K)
-    acc = np.zeros((M, N), np.float32)
-    for k0 in range(0, K, promote_every):
-        acc = acc + chain(k0, k0 + promote_every).astype(np.float32)
-    return acc.astype(np.float64)
-
-
-def peak_bytes(fn):
-    tracemalloc.start()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak
-
-
-def inputs(rng, M, K, N):
-    a = fp8sim.quantize(rng.standard_normal((M, K)), "e4m3")
-    b = fp8sim.quantize(rng.standard_normal((K, N)), "e4m3")
+def inputs(rng, M, K, N, fmt="e4m3"):
+    a = fp8sim.quantize(rng.standard_normal((M, K)), fmt, overflow="saturate")
+    b = fp8sim.quantize(rng.standard_normal((K, N)), fmt, overflow="saturate")
     return a, b
 
 
-def run(M, N, K, repeats, seed, mem_ks):
+def classic(a, b, unit, promote_every):
+    """fp8sim 0.1's engine: (rows, N, block) layout, one thread, promotion through add_fp32."""
+    from fp8sim.gemm import add_fp32
+
+    M, N = a.shape[0], b.shape[1]
+    if promote_every is None:
+        return dot_chain(a, b, np.zeros((M, N)), unit, engine="classic", tile_elems=1 << 21)
+    acc = np.zeros((M, N))
+    for k0 in range(0, a.shape[1], promote_every):
+        part = dot_chain(a[:, k0:k0 + promote_every], b[k0:k0 + promote_every], np.zeros((M, N)), unit,
+                         engine="classic", tile_elems=1 << 21)
+        acc = add_fp32(acc, part)
+    return acc
+
+
+# --- the compiled ceiling -----------------------------------------------------------------------
+
+def numba_kernel():
+    """A numba kernel of the H100 FP8 unit's arithmetic (C in the alignment, truncation), or None."""
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    @numba.njit(cache=False, fastmath=False)
+    def chain(a, bT, ea, ebT, F, frac, block, promote):
+        M, K = a.shape
+        N = bT.shape[0]
+        out = np.zeros((M, N))
+        acc_row = np.zeros(N)
+        c = np.zeros(N)
+        E = np.zeros(N, np.int64)
+        s = np.zeros(N)
+        for i in range(M):
+            acc_row[:] = 0.0
+            c[:] = 0.0
+            for k0 in range(0, K, block):
+                if promote > 0 and k0 % promote == 0 and k0 > 0:
+                    for j in range(N):
+                        acc_row[j] = np.float64(np.float32(acc_row[j]) + np.float32(c[j]))
+                        c[j] = 0.0
+                k1 = min(k0 + block, K)
+                for j in range(N):  # the alignment exponent: products and C
+                    e = -100000
+                    for k in range(k0, k1):
+                        if a[i, k] != 0.0 and bT[j, k] != 0.0:
+                            e = max(e, ea[i, k] + ebT[j, k])
+                    if c[j] != 0.0:
+                        m, ec = math.frexp(c[j])
+                        e = max(e, ec - 1)
+                    E[j] = e
+                for j in range(N):
+                    if E[j] == -100000:
+                        s[j] = c[j]
+                        continue
+                    sc = math.ldexp(1.0, F - E[j])
+                    t = np.trunc(c[j] * sc)
+                    for k in range(k0, k1):
+                        t += np.trunc(a[i, k] * bT[j, k] * sc)
+                    v = t / sc
+                    if v == 0.0:
+                        s[j] = v
+                    else:  # truncate the fraction to `frac` bits (normal results)
+                        m, ev = math.frexp(v)
+                        s[j] = math.ldexp(np.trunc(m * 2.0 ** (frac + 1)), ev - frac - 1)
+                for j in range(N):
+                    c[j] = s[j]
+            for j in range(N):
+                out[i, j] = (np.float64(np.float32(acc_row[j]) + np.float32(c[j])) if promote > 0 else c[j])
+        return out
+
+    def run(a, b, unit, promote_every):
+        def exps(x, fmt):
+            e = np.frexp(x)[1].astype(np.int64) - 1
+            return np.maximum(e, fmt.emin)
+        return chain(a, np.ascontiguousarray(b.T), exps(a, unit.in_format), np.ascontiguousarray(exps(b, unit.b_format).T),
+                     unit.align_bits, unit.out_frac_bits, unit.block, promote_every or 0)
+
+    return run
+
+
+# --- mmaemu (optional) ---------------------------------------------------------------------------
+
+def mmaemu_runner():
+    """mmaemu's CPU reference (``backend="reference"``, unsplit K) for the H100 E4M3 GEMM on one torch
+    thread, or None when mmaemu (and torch) are not installed."""
+    try:
+        import mmaemu
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+
+    def run(a, b, promote_every):
+        ta = torch.from_numpy(a.astype(np.float32)).to(torch.float8_e4m3fn)
+        tb = torch.from_numpy(np.ascontiguousarray(b.T).astype(np.float32)).to(torch.float8_e4m3fn).t()
+        one = torch.tensor(1.0)
+        out = mmaemu.scaled_mm(ta, tb, one, one, out_dtype=torch.float32, use_fast_accum=promote_every is None,
+                               splitk=1, backend="reference")
+        return out.numpy().astype(np.float64)
+
+    return run
+
+
+MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX")
+
+
+# --- the measurements ------------------------------------------------------------------------------
+
+def main_table(M, N, K, repeats, seed):
     rng = np.random.default_rng(seed)
     unit = tensor_core("H100", "e4m3")
     a, b = inputs(rng, M, K, N)
-    results = {"shape": [M, N, K], "plans": {}}
-    floor = median_seconds(lambda: a @ b, repeats, warmup=False)
+    auto_threads = thread_count(None, M, M * N * K)
+    ceiling = numba_kernel()
+    emu = mmaemu_runner()
+    rows = {}
     for plan, promote in (("fast", None), ("promote128", 128)):
-        ours = median_seconds(lambda: fp8sim.matmul(a, b, unit=unit, promote_every=promote), repeats, warmup=False)
-        naive = median_seconds(lambda: obvious_block_fma(a, b, unit, promote), max(1, repeats // 2), warmup=False)
-        same = np.array_equal(fp8sim.matmul(a, b, unit=unit, promote_every=promote).view(np.uint64),
-                              obvious_block_fma(a, b, unit, promote).view(np.uint64))
-        results["plans"][plan] = {
-            "fp8sim_s": ours, "obvious_s": naive, "numpy_matmul_s": floor,
-            "speedup_vs_obvious": naive / ours, "slowdown_vs_numpy": ours / floor,
-            "mac_per_s": M * N * K / ours, "same_bits_as_obvious": bool(same),
-        }
-    mem = {}
-    for k in mem_ks:
-        ak, bk = inputs(rng, M, k, N)
-        input_bytes = ak.nbytes + bk.nbytes
-        mem[k] = {
-            "fp8sim_peak_bytes": peak_bytes(lambda: fp8sim.matmul(ak, bk, unit=unit)),
-            "obvious_peak_bytes": peak_bytes(lambda: obvious_block_fma(ak, bk, unit)) if k <= 4096 else None,
-            "input_bytes": input_bytes,
-        }
-    results["memory"] = mem
-    return results
+        base = classic(a, b, unit, promote)
+        r = {}
+        r["classic_s"] = median_seconds(lambda: classic(a, b, unit, promote), repeats, warmup=False)
+        one = fp8sim.matmul(a, b, unit=unit, promote_every=promote, threads=1)
+        r["kmajor_1thread_s"] = median_seconds(
+            lambda: fp8sim.matmul(a, b, unit=unit, promote_every=promote, threads=1), repeats)
+        r["kmajor_default_s"] = median_seconds(
+            lambda: fp8sim.matmul(a, b, unit=unit, promote_every=promote), repeats)
+        r["threads_default"] = auto_threads
+        r["same_bits_as_classic"] = bool(np.array_equal(one.view(np.uint64), base.view(np.uint64)))
+        r["threads_bit_identical"] = bool(np.array_equal(
+            fp8sim.matmul(a, b, unit=unit, promote_every=promote).view(np.uint64), one.view(np.uint64)))
+        if ceiling is not None:
+            ceiling(a[:2, :64], b[:64, :2], unit, promote and 32)  # compile
+            r["numba_same_bits"] = bool(np.array_equal(ceiling(a, b, unit, promote).view(np.uint64),
+                                                       one.view(np.uint64)))
+            r["numba_s"] = median_seconds(lambda: ceiling(a, b, unit, promote), repeats)
+        if emu is not None:
+            r["mmaemu_same_bits"] = bool(np.array_equal(emu(a, b, promote).view(np.uint64), one.view(np.uint64)))
+            r["mmaemu_s"] = median_seconds(lambda: emu(a, b, promote), repeats)
+        rows[plan] = r
+    malloc = {k: os.environ[k] for k in MALLOC_ENV if k in os.environ}
+    return {"shape": [M, N, K], "plans": rows, "numba": ceiling is not None, "mmaemu": emu is not None,
+            "malloc_env": malloc}
 
 
-def report(results):
-    M, N, K = results["shape"]
-    print(f"H100 E4M3 unit, M = N = {M}, K = {K}; median times")
-    for plan, r in results["plans"].items():
-        print(f"  {plan:10s} fp8sim {r['fp8sim_s']:7.3f} s  ({r['mac_per_s'] / 1e6:6.1f} M MAC/s)   "
-              f"obvious float64 {r['obvious_s']:7.3f} s  -> {r['speedup_vs_obvious']:.2f}x faster   "
-              f"numpy.matmul {r['numpy_matmul_s'] * 1e3:6.2f} ms -> fp8sim is {r['slowdown_vs_numpy']:.0f}x slower"
-              f"   same bits as obvious: {r['same_bits_as_obvious']}")
-    print("  peak memory allocated during the call (tracemalloc; the inputs, allocated before, not counted), fast plan:")
-    for k, m in results["memory"].items():
-        obv = f"   obvious {m['obvious_peak_bytes'] / 2**20:7.1f} MiB" if m["obvious_peak_bytes"] else ""
-        print(f"    K = {k:6d}: fp8sim {m['fp8sim_peak_bytes'] / 2**20:7.1f} MiB "
-              f"(inputs themselves {m['input_bytes'] / 2**20:6.1f} MiB){obv}")
+def mmaemu_sweep(sizes, K, repeats, seed):
+    """fp8sim (one thread, k-major) against mmaemu's CPU reference at M = N = size, fast accumulation."""
+    emu = mmaemu_runner()
+    if emu is None:
+        return None
+    rng = np.random.default_rng(seed)
+    unit = tensor_core("H100", "e4m3")
+    out = {}
+    for n in sizes:
+        a, b = inputs(rng, n, K, n)
+        ours = median_seconds(lambda: fp8sim.matmul(a, b, unit=unit, threads=1), repeats)
+        theirs = median_seconds(lambda: emu(a, b, None), repeats)
+        out[n] = {"fp8sim_s": ours, "mmaemu_s": theirs, "speedup": theirs / ours}
+    return out
+
+
+def units_table(M, N, K, repeats, seed):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for (gpu, fmt) in sorted(_PRESETS):
+        unit = tensor_core(gpu, fmt)
+        a, b = inputs(rng, M, K, N, fmt)
+        t = median_seconds(lambda: fp8sim.matmul(a, b, unit=unit, threads=1), repeats)
+        out[f"{gpu}:{fmt}"] = {"s": t, "mac_per_s": M * N * K / t, "work_type": "float32"
+                               if fp8sim.accumulate._Plan(unit).dtype == np.float32 else "float64"}
+    ref = out["H100:float8_e4m3fn"]["mac_per_s"]
+    for v in out.values():
+        v["rate_vs_h100_e4m3"] = v["mac_per_s"] / ref
+    return out
+
+
+def scaling_table(M, N, K, repeats, seed):
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((M, K)), rng.standard_normal((K, N))
+    A = fp8sim.quantize_scaled(x, "e4m3", (1, 128))
+    B = fp8sim.quantize_scaled(w, "e4m3", (128, 128))
+    unit = tensor_core("H100", "e4m3")
+    t_mm = median_seconds(lambda: fp8sim.matmul(A.values, B.values, unit=unit, promote_every=128, threads=1), repeats)
+    t_smm = median_seconds(lambda: fp8sim.scaled_matmul(A, B, unit=unit, out_format="float32"), repeats)
+    t_q = median_seconds(lambda: (fp8sim.quantize_scaled(x, "e4m3", (1, 128)),
+                                  fp8sim.quantize_scaled(w, "e4m3", (128, 128))), repeats)
+    return {"matmul_promote128_s": t_mm, "scaled_matmul_deepgemm_s": t_smm, "quantize_scaled_both_s": t_q,
+            "scaled_over_matmul": t_smm / t_mm, "quantize_over_matmul": t_q / t_mm}
+
+
+def quantize_table(n, repeats, seed):
+    x = (np.random.default_rng(seed).standard_normal(n) * 30).astype(np.float32)
+    out = {}
+    for fmt, dt in (("bfloat16", ml_dtypes.bfloat16), ("float16", np.float16)):
+        ours = median_seconds(lambda: fp8sim.quantize(x, fmt), repeats)
+        lib = median_seconds(lambda: x.astype(dt).astype(np.float64), repeats)
+        out[fmt] = {"fp8sim_s": ours, "library_s": lib, "speed_vs_library": lib / ours}
+    return out
+
+
+def memory_table(M, N, ks, seed):
+    rng = np.random.default_rng(seed)
+    unit = tensor_core("H100", "e4m3")
+    out = {}
+    for k in ks:
+        a, b = inputs(rng, M, k, N)
+        tracemalloc.start()
+        fp8sim.matmul(a, b, unit=unit, threads=1)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        out[k] = {"peak_bytes": peak, "input_bytes": a.nbytes + b.nbytes}
+    return out
+
+
+def report(res):
+    M, N, K = res["main"]["shape"]
+    print(f"H100 E4M3 unit, M = N = {M}, K = {K}; median times (threads=None here means "
+          f"{res['main']['plans']['fast']['threads_default']})")
+    for plan, r in res["main"]["plans"].items():
+        c = r["classic_s"]
+        line = (f"  {plan:10s} fp8sim 0.1 engine {c:6.3f} s | k-major 1 thread {r['kmajor_1thread_s']:6.3f} s "
+                f"({c / r['kmajor_1thread_s']:.2f}x, {r['kmajor_1thread_s'] / (M * N * K) * 1e9:.2f} ns/MAC) | "
+                f"default threads {r['kmajor_default_s']:6.3f} s ({c / r['kmajor_default_s']:.2f}x) | "
+                f"same bits: {r['same_bits_as_classic']}, threads identical: {r['threads_bit_identical']}")
+        if "numba_s" in r:
+            line += (f"\n             numba ceiling {r['numba_s']:6.3f} s: k-major 1 thread runs at "
+                     f"{r['numba_s'] / r['kmajor_1thread_s']:.2f}x its speed (same bits: {r['numba_same_bits']})")
+        if "mmaemu_s" in r:
+            line += (f"\n             mmaemu CPU reference (1 torch thread) {r['mmaemu_s']:6.3f} s: k-major 1 thread "
+                     f"{r['mmaemu_s'] / r['kmajor_1thread_s']:.2f}x faster (same bits: {r['mmaemu_same_bits']}; "
+                     f"malloc settings: {res['main']['malloc_env'] or 'glibc defaults'})")
+        print(line)
+    if not res["main"]["numba"]:
+        print("  numba not installed: no compiled ceiling")
+    if not res["main"]["mmaemu"]:
+        print("  mmaemu not installed: no mmaemu comparison")
+    if res.get("mmaemu_sweep"):
+        print("against mmaemu's CPU reference, fast accumulation, one thread each, K = "
+              f"{res['mmaemu_k']}:")
+        for n, v in res["mmaemu_sweep"].items():
+            print(f"  M = N = {n:5d}: fp8sim {v['fp8sim_s']:7.3f} s  mmaemu {v['mmaemu_s']:7.3f} s  "
+                  f"-> fp8sim {v['speedup']:.2f}x faster")
+    print("every preset unit, one thread, MAC rate against the H100 E4M3 unit:")
+    for name, v in res["units"].items():
+        print(f"  {name:22s} {v['mac_per_s'] / 1e6:8.1f} M MAC/s  {v['rate_vs_h100_e4m3']:5.2f}x  ({v['work_type']} terms)")
+    s = res["scaling"]
+    print(f"DeepGEMM scaled_matmul / matmul(promote 128): {s['scaled_over_matmul']:.2f} (target <= 1.2); "
+          f"quantize_scaled of both / matmul: {s['quantize_over_matmul']:.2f} (target <= 0.3)")
+    for fmt, q in res["quantize"].items():
+        print(f"quantize float32 -> {fmt}: {q['speed_vs_library']:.2f}x the library cast's speed (target >= 0.5)")
+    print("peak memory during matmul (tracemalloc; the inputs, allocated before, not counted):")
+    for k, m in res["memory"].items():
+        print(f"  K = {k:6d}: {m['peak_bytes'] / 2**20:7.2f} MiB   (inputs {m['input_bytes'] / 2**20:7.1f} MiB)")
 
 
 def main(argv=None):
@@ -128,12 +313,22 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     if args.quick:
-        results = run(32, 32, 256, 1, args.seed, [256, 1024])
+        res = {"main": main_table(32, 32, 256, 1, args.seed), "units": units_table(16, 16, 128, 1, args.seed),
+               "scaling": scaling_table(16, 16, 256, 1, args.seed), "quantize": quantize_table(10_000, 1, args.seed),
+               "memory": memory_table(16, 16, [256, 1024], args.seed),
+               "mmaemu_sweep": mmaemu_sweep([16], 1024, 1, args.seed), "mmaemu_k": 1024}
     else:
-        results = run(256, 256, 4096, args.repeats, args.seed, [1024, 2048, 4096, 8192, 16384])
-    report(results)
-    write_json(out_dir(args.out) / "benchmark_matmul.json", results, seed=args.seed)
-    return results
+        res = {"main": main_table(256, 256, 4096, args.repeats, args.seed),
+               "units": units_table(128, 128, 2048, args.repeats, args.seed),
+               "scaling": scaling_table(256, 256, 4096, args.repeats, args.seed),
+               "quantize": quantize_table(10_000_000, args.repeats, args.seed),
+               "memory": memory_table(256, 256, [1024, 4096, 16384, 65536], args.seed),
+               "mmaemu_sweep": mmaemu_sweep([64, 128, 256, 512, 1024], 4096, args.repeats, args.seed),
+               "mmaemu_k": 4096}
+    res["cpu_count"] = os.cpu_count()
+    report(res)
+    write_json(out_dir(args.out) / "benchmark_matmul.json", res, seed=args.seed)
+    return res
 
 
 if __name__ == "__main__":
