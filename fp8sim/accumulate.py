@@ -219,19 +219,22 @@ class _Plan:
         self.acc_fmt = unit.acc_format
         lo = fa.emin + fb.emin  # smallest exponent of a non-zero product
         hi = fa.emax + fb.emax + 2
-        # float32 holds every product (both significands' bits, exponents within range) and
-        # every truncated term and block sum (< block * 2**(F+2)) exactly
-        small = (
+        # float32 holds every product exactly (both significands' bits, its lowest bit at or above
+        # 2**-149, its value below 2**127), and every scaled, truncated term (a power-of-two multiple
+        # of the product, below 2**(F+2)); 2**(F - E) stays a float32 normal while products exist
+        terms32 = (
             fa.mantissa_bits + fb.mantissa_bits + 2 <= 24
-            and lo - fa.mantissa_bits - fb.mantissa_bits >= -126
+            and lo - fa.mantissa_bits - fb.mantissa_bits >= -149
             and hi <= 126
-            and unit.align_bits + 2 + math.ceil(math.log2(unit.block + 1)) <= 24
-            and unit.align_bits - lo <= 127  # 2**(F - E) stays a float32 normal while products exist
+            and unit.align_bits - lo <= 127
         )
-        self.dtype = np.float32 if small else np.float64
+        # ... and the block sum (< block * 2**(F+2)) too
+        small = terms32 and unit.align_bits + 2 + math.ceil(math.log2(unit.block + 1)) <= 24
+        self.dtype = np.float32 if terms32 else np.float64  # products and terms
+        self.sum_dtype = np.float32 if small else np.float64  # a block's sum of terms
         # exponents of 2**(F - E) that the work type holds; beyond them only all-zero
         # products occur (E set by C alone), which any finite scale keeps zero
-        self.shift_range = (-149, 127) if small else (-1074, 1023)
+        self.shift_range = (-149, 127) if terms32 else (-1074, 1023)
         narrow = max(-fa.emin, fa.emax + 1, -fb.emin, fb.emax + 1) <= 28
         self.no_exp = -60 if narrow else -16000
         self.exp_dtype = np.int8 if narrow else np.int16
@@ -241,8 +244,11 @@ class _Plan:
         # float32 / int32 bits; it applies to truncating units with C in the alignment
         # a zero input's exponent (no_exp) plus any other stays below every product's: then an entry
         # at or above min_exp + 127 is a real exponent (of a product or of a normal C)
-        self.f32 = (small and narrow and unit.c_in_alignment and unit.out_rounding == "toward_zero"
+        bit_step = (unit.c_in_alignment and unit.out_rounding == "toward_zero"
                     and self.no_exp + max(fa.emax, fb.emax) < lo)
+        self.f32 = small and narrow and bit_step
+        # the float64 step on bits (_align_and_sum_f64) for the other truncating units
+        self.f64 = bit_step and not self.f32
         L = math.ceil(math.log2(unit.block + 1))
         # biased exponents E (= E + 127) for which the float32 step is exact: 2**-(F - E) and
         # 2**(F - E) float32 normals, and the result below 2**128
@@ -294,6 +300,10 @@ def _step_kmajor(plan, aT, eaT, b, eb, c, tbuf, ebuf):
         if r is not None:
             return r
         c = c.astype(np.float64)
+    elif plan.f64:
+        r = _align_and_sum_f64(plan, E, tbuf, c)
+        if r is not None:
+            return r
     return _align_and_sum(plan, E, tbuf, 0, c)
 
 
@@ -336,6 +346,34 @@ def _align_and_sum_f32(plan, E, terms, c):
     return s
 
 
+def _align_and_sum_f64(plan, E, terms, c):
+    """:func:`_align_and_sum_f32` with a float64 chain state and float64 sums (terms in float32 or
+    float64): the same range conditions, the scales built as float64 (or float32) bit patterns, the
+    result truncated by masking float64 fraction bits.  ``None`` hands the tile to the general step."""
+    cf = c.view(np.int64) >> 52
+    cf &= 0x7FF
+    cf -= 1023 - 127  # biased like E; a zero C far below every product
+    Eb = np.maximum(E, cf, out=cf)
+    lo, hi = plan.f32_range
+    if Eb.min() < lo or Eb.max() > hi:
+        return None
+    shift = np.subtract(plan.unit.align_bits + 127, Eb, out=Eb)  # F - E, within (-126, 127)
+    if terms.dtype == np.float32:
+        ts = ((shift + 127) << 23).astype(np.int32).view(np.float32)
+    else:
+        ts = ((shift + 1023) << 52).view(np.float64)
+    terms *= ts
+    np.trunc(terms, out=terms)
+    s = terms.sum(axis=0, dtype=np.float64)
+    ct = c * ((shift + 1023) << 52).view(np.float64)
+    np.trunc(ct, out=ct)
+    s += ct
+    s *= ((1023 - shift) << 52).view(np.float64)
+    bits = s.view(np.uint64)
+    bits &= plan.rtz_mask
+    return s
+
+
 def _align_and_sum(plan, E, terms, axis, c):
     """Steps 2-4 of the module notes, given the products' largest exponents ``E`` and the
     exact products ``terms`` (overwritten) with k along ``axis``."""
@@ -352,7 +390,7 @@ def _align_and_sum(plan, E, terms, axis, c):
     scale = np.ldexp(plan.dtype(1), np.clip(shift, *plan.shift_range)).astype(plan.dtype)
     terms *= np.expand_dims(scale, axis)
     np.trunc(terms, out=terms)
-    s = terms.sum(axis=axis, dtype=plan.dtype).astype(np.float64)
+    s = terms.sum(axis=axis, dtype=plan.sum_dtype).astype(np.float64, copy=False)
     inv = np.ldexp(1.0, -shift)
     if unit.c_in_alignment:
         s += np.trunc(c * np.ldexp(1.0, shift))
