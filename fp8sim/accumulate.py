@@ -192,20 +192,31 @@ def round_pair(hi, lo, fmt, rounding, overflow=None):
     rounding = rounding_mode(rounding).value
     hi = np.asarray(hi, np.float64)
     lo = np.where(np.isfinite(hi), np.asarray(lo, np.float64), 0.0)
+    if rounding not in ("nearest_even", "toward_zero"):
+        raise ValueError(f"round_pair supports 'nearest_even' and 'toward_zero', got {rounding!r}")
     r = quantize(hi, fmt, rounding, overflow)
-    if not np.any(lo != 0):
+    # Only a hi that is a midpoint (nearest-even) or a value (toward zero) of fmt can round
+    # differently from hi + lo; such a hi has at most mantissa_bits + 2 significant bits, so its
+    # float64 fraction ends in zeros: the few candidates are checked, the rest keep r.
+    exact_low = fmt.emin - fmt.mantissa_bits - 1 >= -1022  # fmt's midpoints are float64 normals
+    low = np.uint64((1 << max(0, 52 - fmt.mantissa_bits - 1)) - 1 if exact_low else 0)
+    cand = (lo != 0) & ((hi.view(np.uint64) & low) == 0)
+    if not cand.any():
         return r
-    up = quantize(hi, fmt, "upward", overflow)
-    dn = quantize(hi, fmt, "downward", overflow)
+    idx = np.flatnonzero(cand)
+    h, lo_c = hi.reshape(-1)[idx], lo.reshape(-1)[idx]
+    up = quantize(h, fmt, "upward", overflow)
+    dn = quantize(h, fmt, "downward", overflow)
+    out = np.array(r, dtype=np.float64, copy=True).reshape(-1)
     with np.errstate(invalid="ignore"):
         if rounding == "nearest_even":
-            mid = (up != dn) & (hi - dn == up - hi) & (lo != 0)
-            return np.where(mid, np.where(lo > 0, up, dn), r)
-        if rounding == "toward_zero":
-            exact = (up == dn) & (lo != 0) & (hi != 0) & (np.signbit(lo) != np.signbit(hi))
-            below = quantize(np.nextafter(hi, 0.0), fmt, "toward_zero", overflow)
-            return np.where(exact, below, r)
-    raise ValueError(f"round_pair supports 'nearest_even' and 'toward_zero', got {rounding!r}")
+            mid = (up != dn) & (h - dn == up - h)
+            out[idx] = np.where(mid, np.where(lo_c > 0, up, dn), out[idx])
+        else:
+            exact = (up == dn) & (h != 0) & (np.signbit(lo_c) != np.signbit(h))
+            below = quantize(np.nextafter(h, 0.0), fmt, "toward_zero", overflow)
+            out[idx] = np.where(exact, below, out[idx])
+    return out.reshape(np.shape(r))
 
 
 # --- the engine -------------------------------------------------------------

@@ -275,8 +275,15 @@ def _elements(x, scales_full, fmt, rounding, rng=None, sr_bits=None):
                     f"rounding={rounding!r} needs power-of-two scales (MX, or pow2='ceil'/'floor'); "
                     "with other scales use 'nearest_even' or 'toward_zero'"
                 )
-            lo = np.where(finite, _quotient_residual(np.where(finite, x, 0.0), safe_s, y), 0.0) / safe_s
-            q = round_pair(y, lo, fmt, rounding, "saturate")
+            q = quantize(y, fmt, rounding, "saturate")
+            # only a quotient on a rounding boundary of fmt can need the exact remainder's sign, and
+            # such a float64 has a short significand (see round_pair): the remainder for those alone
+            low = np.uint64((1 << max(0, 52 - fmt.mantissa_bits - 1)) - 1)
+            cand = finite & ((y.view(np.uint64) & low) == 0) & (y != 0)
+            if cand.any():
+                xc, sc, yc = x[cand], safe_s[cand], y[cand]
+                lo = _quotient_residual(xc, sc, yc) / sc
+                q[cand] = round_pair(yc, lo, fmt, rounding, "saturate")
     saturated = int(np.sum(np.abs(y) > fmt.max))
     if not finite.all():
         q = np.where(finite, q, np.nan if fmt.has_nan else 0.0)  # the block's NaN scale carries the NaN
