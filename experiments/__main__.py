@@ -1,26 +1,39 @@
 """Run every experiment and regenerate every figure: ``python -m experiments``.
 
 Options are passed to each script: ``--quick``, ``--seed N``, ``--out DIR``
-(default ``figures/``), ``--scheduler ADDRESS`` (Dask, for the sweeps).
-The conformance table runs too when ``FP8SIM_HW_VECTORS`` names the data.
+(default: the repository's ``figures/``; with ``--quick``, a new temporary
+folder, so a quick run never overwrites the committed figures),
+``--scheduler ADDRESS`` (Dask, for the sweeps).  The conformance table
+reads the measured data the tests ship, or ``FP8SIM_HW_VECTORS``.
+
+Run it from the repository root (``python -m experiments``) or, from any
+directory, as ``python PATH/TO/REPO/experiments``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
-from . import accumulation_error, conformance_table, format_error, outlier_sensitivity, scaling_demo
+if __package__ in (None, ""):  # run as a path (python REPO/experiments): import the package by its folder
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "experiments"
+
+from experiments import accumulation_error, conformance_table, format_error, outlier_sensitivity, scaling_demo  # noqa: E402
+from experiments._common import resolve_out  # noqa: E402
+from fp8sim.hardware import PACKED_VECTORS  # noqa: E402
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="figures")
+    ap.add_argument("--out", default=None)
     ap.add_argument("--scheduler", default=None)
     args = ap.parse_args(argv)
+    args.out = resolve_out(args.out, args.quick)
     common = ["--seed", str(args.seed), "--out", args.out] + (["--quick"] if args.quick else [])
     sweeps = common + (["--scheduler", args.scheduler] if args.scheduler else [])
     steps = [
@@ -29,9 +42,8 @@ def main(argv=None):
         ("outlier_sensitivity", lambda: outlier_sensitivity.main(sweeps)),
         ("scaling_demo", lambda: scaling_demo.main(["--seed", str(args.seed), "--out", args.out])),
     ]
-    if os.environ.get("FP8SIM_HW_VECTORS"):
-        steps.append(("conformance_table",
-                      lambda: conformance_table.main(["--vectors", os.environ["FP8SIM_HW_VECTORS"], "--out", args.out])))
+    vectors = os.environ.get("FP8SIM_HW_VECTORS") or str(PACKED_VECTORS)
+    steps.append(("conformance_table", lambda: conformance_table.main(["--vectors", vectors, "--out", args.out])))
     for name, run in steps:
         t0 = time.perf_counter()
         print(f"== {name}", flush=True)

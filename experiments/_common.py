@@ -114,18 +114,44 @@ def median_seconds(fn, repeats, warmup=True):
     return statistics.median(times)
 
 
+#: where full runs write their figures and JSON: the repository's figures/ folder, from any directory
+FIGURES = Path(__file__).resolve().parent.parent / "figures"
+
+
+def resolve_out(out, quick):
+    """The output folder: ``out`` if given; else a fresh temporary folder for ``--quick`` runs
+    (a quick run never overwrites the committed figures), else :data:`FIGURES`."""
+    if out is not None:
+        return out
+    if quick:
+        import tempfile
+
+        path = tempfile.mkdtemp(prefix="fp8sim-quick-")
+        print(f"--quick without --out: writing to {path}")
+        return path
+    return str(FIGURES)
+
+
 def script_parser(doc, *, quick=None, sweeps=False, seed=True):
     """The options the experiment scripts share: ``--out``; ``--seed`` unless the
     script draws nothing; ``--quick`` (with ``quick`` as its help); ``--scheduler``
-    for the sweeps."""
+    for the sweeps.  ``--out`` defaults to :data:`FIGURES`, and for ``--quick``
+    to a temporary folder (:func:`resolve_out`)."""
     import argparse
 
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    class _Parser(argparse.ArgumentParser):
+        def parse_args(self, args=None, namespace=None):
+            ns = super().parse_args(args, namespace)
+            ns.out = resolve_out(ns.out, getattr(ns, "quick", False))
+            return ns
+
+    ap = _Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     if quick:
         ap.add_argument("--quick", action="store_true", help=quick)
     if seed:
         ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="figures")
+    ap.add_argument("--out", default=None, help="output folder (default: the repository's figures/; "
+                                                 "with --quick, a new temporary folder)")
     if sweeps:
         ap.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a local process pool)")
     return ap

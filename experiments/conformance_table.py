@@ -18,13 +18,12 @@ rounded to FP16), marked "not modelled".
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 import fp8sim
 from fp8sim.gemm import dot_rows
-from fp8sim.hardware import load_vectors, tensor_core
+from fp8sim.hardware import PACKED_VECTORS, has_vectors, load_vectors, tensor_core
 
 try:
     from ._common import out_dir, script_parser, write_json
@@ -47,7 +46,7 @@ def check_set(root, gpu, fmt_dir):
     row = {"gpu": gpu, "format": fmt_dir, "unit": unit.name, "block": unit.block, "align_bits": unit.align_bits,
            "out_frac_bits": unit.out_frac_bits, "rows": len(got),
            "fp32_matched": int((got.astype(np.float32).view(np.uint32) == v["d_bits"]).sum())}
-    if (Path(root) / gpu / fmt_dir / f"d_{gpu}_fp16.txt").exists():
+    if has_vectors(root, gpu, fmt_dir, "fp16"):
         v16 = load_vectors(root, gpu, fmt_dir, output="fp16")
         c16 = fp8sim.quantize(addend(gpu, fmt_dir, v16["c"]), "float16")
         try:
@@ -63,7 +62,7 @@ def run(root):
     rows = []
     for gpu in GPUS:
         for f in FORMATS:
-            if (Path(root) / gpu / f).is_dir():
+            if has_vectors(root, gpu, f):
                 rows.append(check_set(root, gpu, f))
     return rows
 
@@ -82,7 +81,8 @@ def markdown(rows):
 
 def main(argv=None):
     ap = script_parser(__doc__, seed=False)
-    ap.add_argument("--vectors", default=os.environ.get("FP8SIM_HW_VECTORS", "../shared/hw-vectors"))
+    ap.add_argument("--vectors", default=os.environ.get("FP8SIM_HW_VECTORS", str(PACKED_VECTORS)),
+                    help="the measured data: a hw-vectors folder or a packed file (default: the one the tests ship)")
     args = ap.parse_args(argv)
     rows = run(args.vectors)
     table = markdown(rows)

@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from fp8sim.gemm import dot_rows
-from fp8sim.hardware import load_vectors, tensor_core
+from fp8sim.hardware import PACKED_VECTORS, load_vectors, tensor_core
 
 try:
     from ._common import out_dir, script_parser, write_json
@@ -51,7 +51,8 @@ def run(root, widths):
 
 def main(argv=None):
     ap = script_parser(__doc__, seed=False)
-    ap.add_argument("--vectors", default=os.environ.get("FP8SIM_HW_VECTORS", "../shared/hw-vectors"))
+    ap.add_argument("--vectors", default=os.environ.get("FP8SIM_HW_VECTORS", str(PACKED_VECTORS)),
+                    help="the measured data: a hw-vectors folder or a packed file (default: the one the tests ship)")
     args = ap.parse_args(argv)
     widths = [13, 16, 20, 22, 23, 24, 25, 28, 32]
     table = run(args.vectors, widths)

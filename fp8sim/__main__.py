@@ -231,8 +231,6 @@ def _not_codes(actual, out_fmt):
 
 
 def _cmd_verify(args):
-    import numpy as np
-
     from .formats import get_format
     from .testing import compare_bitwise, read_golden
 
@@ -289,7 +287,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv=None) -> int:
-    parser = _Parser(prog="python -m fp8sim", description="fp8sim command line")
+    from . import __version__
+
+    parser = _Parser(prog="fp8sim", description="fp8sim command line (also: python -m fp8sim)")
+    parser.add_argument("--version", action="version", version=f"fp8sim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("formats", help="table of the named formats")
     p.add_argument("--csv", action="store_true", help="CSV instead of a markdown table")

@@ -130,7 +130,7 @@ class BlockFMA:
         """Format of each step's result: FP32's exponent range, ``out_frac_bits`` fraction bits."""
         return FloatFormat(8, self.out_frac_bits, 127, name=f"fp32_{self.out_frac_bits}frac")
 
-    def replace(self, **changes) -> "BlockFMA":
+    def replace(self, **changes) -> BlockFMA:
         """A copy with some parameters changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 

@@ -89,9 +89,12 @@ class FloatFormat:
 
     Attributes
     ----------
-    bits, emin, emax, max, smallest_normal, smallest_subnormal, eps,
-    has_inf, has_nan, has_negative_zero, has_zero, code_dtype
-        Derived limits, named as :class:`numpy.finfo` names them.
+    bits, emin, emax, max, min, smallest_normal, smallest_subnormal, eps,
+    epsneg, has_inf, has_nan, has_negative_zero, has_zero, code_dtype
+        Derived limits, named as :class:`numpy.finfo` names them; also
+        ``numpy.finfo``'s own names: ``tiny``, ``nmant``, ``nexp``,
+        ``iexp``, ``machep``, ``minexp``, ``maxexp``, ``precision``,
+        ``resolution``, ``dtype``.
 
     Notes
     -----
@@ -205,6 +208,64 @@ class FloatFormat:
         """Distance from 1 to the next larger value, ``2**-mantissa_bits``."""
         return float(np.ldexp(1.0, -self.mantissa_bits))
 
+    # --- numpy.finfo's names ------------------------------------------
+    @property
+    def tiny(self) -> float:
+        """``numpy.finfo`` name of :attr:`smallest_normal`."""
+        return self.smallest_normal
+
+    @property
+    def nmant(self) -> int:
+        """``numpy.finfo`` name of :attr:`mantissa_bits`."""
+        return self.mantissa_bits
+
+    @property
+    def nexp(self) -> int:
+        """``numpy.finfo`` name of :attr:`exponent_bits`."""
+        return self.exponent_bits
+
+    iexp = nexp
+
+    @property
+    def machep(self) -> int:
+        """Exponent of :attr:`eps` (``numpy.finfo``)."""
+        return -self.mantissa_bits
+
+    @property
+    def minexp(self) -> int:
+        """``numpy.finfo``: the exponent of the smallest normal, :attr:`emin`."""
+        return self.emin
+
+    @property
+    def maxexp(self) -> int:
+        """``numpy.finfo``: the smallest power of two that overflows the exponent, ``emax + 1``."""
+        return self.emax + 1
+
+    @property
+    def min(self) -> float:
+        """Most negative finite value (``-max``; the smallest value for unsigned formats)."""
+        return -self.max if self.signed else (0.0 if self.has_zero else self.smallest_subnormal)
+
+    @property
+    def epsneg(self) -> float:
+        """Distance from 1 to the next smaller value (``numpy.finfo``)."""
+        return float(np.ldexp(1.0, -self.mantissa_bits - 1)) if self.emin <= -1 else self.eps
+
+    @property
+    def precision(self) -> int:
+        """Approximate decimal digits, ``int(-log10(eps))`` (``numpy.finfo``)."""
+        return int(-np.log10(self.eps))
+
+    @property
+    def resolution(self) -> float:
+        """``10**-precision`` (``numpy.finfo``)."""
+        return float(10.0 ** -self.precision)
+
+    @property
+    def dtype(self):
+        """The matching NumPy / ml_dtypes dtype, or ``None`` (``numpy.finfo.dtype``)."""
+        return self.ml_dtype
+
     @property
     def has_inf(self) -> bool:
         return self.specials is Specials.IEEE
@@ -306,6 +367,29 @@ ALIASES: dict[str, str] = {
     "half": "float16",
     "fp32": "float32",
     "single": "float32",
+    # the names other libraries use (ml_dtypes' suffixes, torch's fp8_ prefixes, OCP MX's ue8m0)
+    "e4m3fn": "float8_e4m3fn",
+    "fp8_e4m3fn": "float8_e4m3fn",
+    "fp8_e4m3": "float8_e4m3fn",
+    "fp8e4m3": "float8_e4m3fn",
+    "fp8_e5m2": "float8_e5m2",
+    "fp8e5m2": "float8_e5m2",
+    "fp8_e4m3fnuz": "float8_e4m3fnuz",
+    "fp8_e5m2fnuz": "float8_e5m2fnuz",
+    "e8m0fnu": "float8_e8m0fnu",
+    "ue8m0": "float8_e8m0fnu",
+    "fp8_e8m0fnu": "float8_e8m0fnu",
+    "e2m1fn": "float4_e2m1fn",
+    "fp4_e2m1": "float4_e2m1fn",
+    "fp4": "float4_e2m1fn",
+    "e2m3fn": "float6_e2m3fn",
+    "fp6_e2m3": "float6_e2m3fn",
+    "e3m2fn": "float6_e3m2fn",
+    "fp6_e3m2": "float6_e3m2fn",
+    "e3m4": "float8_e3m4",
+    "bfloat": "bfloat16",
+    "float": "float32",
+    "tensorfloat32": "tf32",
 }
 
 
@@ -348,7 +432,7 @@ def get_format(fmt) -> FloatFormat:
     raise ValueError(f"dtype {dt.name!r} is not a floating-point format fp8sim knows")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ml_dtype_for(fmt: FloatFormat):
     import ml_dtypes
 

@@ -21,10 +21,18 @@ import numpy as np
 from .accumulate import BlockFMA
 from .formats import get_format
 
-__all__ = ["tensor_core", "GPUS", "load_vectors", "B200_FP8_NOTES"]
+__all__ = ["tensor_core", "GPUS", "load_vectors", "has_vectors", "VECTOR_SETS", "PACKED_VECTORS", "B200_FP8_NOTES"]
 
-#: canonical GPU names and their aliases
-GPUS = {"V100": "V100", "A100": "A100", "ADA": "Ada", "L40S": "L40S", "H100": "H100", "H200": "H100", "B200": "B200"}
+#: canonical GPU names and their aliases (upper case; lookups ignore case, spaces, '-' and '_').  An alias
+#: names a part of the same architecture as the part that was measured and gets that part's unit: H200,
+#: H800, H20 and GH200 are Hopper (sm_90, measured: H100); GB200 is Blackwell (sm_100, measured: B200);
+#: A30 is GA100 (sm_80, measured: A100); the RTX 40 series and L4 are Ada (sm_89, measured: an RTX
+#: 4000-class Ada card, "Ada"); the architecture and compute-capability names map the same way.
+GPUS = {"V100": "V100", "A100": "A100", "ADA": "Ada", "L40S": "L40S", "H100": "H100", "H200": "H100", "B200": "B200",
+        "VOLTA": "V100", "SM70": "V100", "A30": "A100", "AMPERE": "A100", "SM80": "A100",
+        "ADALOVELACE": "Ada", "SM89": "Ada", "L4": "Ada", "RTX4090": "Ada", "RTX4080": "Ada", "RTX4070": "Ada",
+        "RTX4060": "Ada", "H800": "H100", "H20": "H100", "GH200": "H100", "HOPPER": "H100", "SM90": "H100",
+        "SM90A": "H100", "GB200": "B200", "BLACKWELL": "B200", "SM100": "B200", "SM100A": "B200"}
 
 _FP = ("float16", "bfloat16", "tf32")
 _FP8 = ("float8_e4m3fn", "float8_e5m2")
@@ -70,8 +78,10 @@ def tensor_core(gpu: str, in_format, out_format="float32", b_format=None) -> Blo
     Parameters
     ----------
     gpu : str
-        ``"V100"``, ``"A100"``, ``"Ada"``, ``"L40S"``, ``"H100"`` (also
-        ``"H200"``) or ``"B200"`` (case-insensitive).
+        ``"V100"``, ``"A100"``, ``"Ada"``, ``"L40S"``, ``"H100"`` or
+        ``"B200"``, or an alias from :data:`GPUS` (``"H200"``, ``"H800"``,
+        ``"sm90"``, ``"hopper"`` ... each gets the unit of the measured part
+        of its architecture); case, spaces, ``-`` and ``_`` are ignored.
     in_format : str or FloatFormat
         ``"e4m3"``, ``"e5m2"``, ``"float16"``, ``"bfloat16"`` or ``"tf32"``.
     out_format : str
@@ -97,7 +107,7 @@ def tensor_core(gpu: str, in_format, out_format="float32", b_format=None) -> Blo
     >>> u.block, u.align_bits, u.out_frac_bits, u.out_rounding
     (32, 13, 13, 'toward_zero')
     """
-    key = GPUS.get(str(gpu).upper())
+    key = GPUS.get(str(gpu).upper().replace(" ", "").replace("-", "").replace("_", ""))
     if key is None:
         raise ValueError(f"unknown gpu {gpu!r}; accepted: {sorted(GPUS)}")
     fmt = get_format(in_format)
@@ -128,13 +138,34 @@ def tensor_core(gpu: str, in_format, out_format="float32", b_format=None) -> Blo
 
 _DIR_FORMAT = {"fp16": "float16", "bf16": "bfloat16", "tf32": "tf32", "E4M3": "float8_e4m3fn", "E5M2": "float8_e5m2"}
 
+#: every measured set: (GPU folder, input-format folder)
+VECTOR_SETS = [
+    ("V100", "fp16"),
+    *[("A100", f) for f in ("fp16", "bf16", "tf32")],
+    *[(g, f) for g in ("Ada", "L40S", "H100", "B200") for f in ("fp16", "bf16", "tf32", "E4M3", "E5M2")],
+]
+
+#: the packed copy of the measured sets that ships with the tests (experiments/pack_conformance.py)
+PACKED_VECTORS = Path(__file__).resolve().parent.parent / "tests" / "data" / "hw_vectors.npz"
+
+
+def has_vectors(root, gpu: str, fmt_dir: str, output: str = "fp32") -> bool:
+    """Whether ``root`` (a hw-vectors folder or a packed file) holds that set with that output."""
+    root = Path(root)
+    if root.is_file():
+        with np.load(root, allow_pickle=False) as data:
+            return f"{gpu}/{fmt_dir}/d_{output}" in data.files
+    return (root / gpu / fmt_dir / f"d_{gpu}_{output}.txt").is_file()
+
 
 def load_vectors(root, gpu: str, fmt_dir: str, output: str = "fp32"):
-    """Read one set of measured tensor-core outputs (``../shared/hw-vectors`` layout).
+    """Read one set of measured tensor-core outputs.
 
-    Returns a dict with ``a`` and ``b`` (rows, K) float64 inputs, ``c``
-    (rows,) float64 addends, ``d`` (rows,) float64 measured outputs, and
-    ``d_bits`` the outputs' FP32 bit patterns (uint32).
+    ``root`` is the folder of the text layout (``../shared/hw-vectors``) or
+    the packed file ``tests/data/hw_vectors.npz``.  Returns a dict with
+    ``a`` and ``b`` (rows, K) float64 inputs, ``c`` (rows,) float64 addends,
+    ``d`` (rows,) float64 measured outputs, and ``d_bits`` the outputs' FP32
+    bit patterns (uint32).
 
     >>> import fp8sim.hardware as hw
     >>> hw.load_vectors("/nonexistent", "H100", "E4M3")
@@ -142,25 +173,37 @@ def load_vectors(root, gpu: str, fmt_dir: str, output: str = "fp32"):
     ...
     FileNotFoundError: no conformance set at /nonexistent/H100/E4M3
     """
-    d = Path(root) / gpu / fmt_dir
-    if not d.is_dir():
-        raise FileNotFoundError(f"no conformance set at {d}")
+    from .codec import decode
 
-    def hex_rows(name):
-        rows = [line.split() for line in (d / name).read_text().splitlines() if line.strip()]
-        return np.array([[int(t, 16) for t in r] for r in rows], np.uint32).view(np.float32).astype(np.float64)
+    fmt = _DIR_FORMAT[fmt_dir]
+    root = Path(root)
+    if root.is_file():
+        key = f"{gpu}/{fmt_dir}"
+        with np.load(root, allow_pickle=False) as data:
+            if f"{key}/d_{output}" not in data.files:
+                raise FileNotFoundError(f"no conformance set {key} ({output} output) in {root}")
+            a, b = decode(data[f"{key}/a"], fmt), decode(data[f"{key}/b"], fmt)
+            c_bits, d_bits = data[f"{key}/c"], data[f"{key}/d_{output}"]
+    else:
+        d = root / gpu / fmt_dir
+        if not d.is_dir():
+            raise FileNotFoundError(f"no conformance set at {d}")
 
-    def bin_rows(name):
-        bits = np.array([int(line.strip(), 2) for line in (d / name).read_text().splitlines() if line.strip()], np.uint32)
-        return bits
+        def hex_rows(name):
+            rows = [line.split() for line in (d / name).read_text().splitlines() if line.strip()]
+            return np.array([[int(t, 16) for t in r] for r in rows], np.uint32).view(np.float32).astype(np.float64)
 
-    c_bits = bin_rows(f"c_{gpu}_fp32.txt")
-    d_bits = bin_rows(f"d_{gpu}_{output}.txt")
+        def bin_rows(name):
+            return np.array([int(line.strip(), 2) for line in (d / name).read_text().splitlines() if line.strip()],
+                            np.uint32)
+
+        a, b = hex_rows(f"a_{gpu}_{fmt_dir}.txt"), hex_rows(f"b_{gpu}_{fmt_dir}.txt")
+        c_bits, d_bits = bin_rows(f"c_{gpu}_fp32.txt"), bin_rows(f"d_{gpu}_{output}.txt")
     return {
-        "a": hex_rows(f"a_{gpu}_{fmt_dir}.txt"),
-        "b": hex_rows(f"b_{gpu}_{fmt_dir}.txt"),
+        "a": a,
+        "b": b,
         "c": c_bits.view(np.float32).astype(np.float64),
         "d": d_bits.view(np.float32).astype(np.float64),
         "d_bits": d_bits,
-        "in_format": _DIR_FORMAT[fmt_dir],
+        "in_format": fmt,
     }

@@ -127,6 +127,22 @@ def _expand(scales, tile, shape):
     return scales[tuple(slice(0, n) for n in shape)]
 
 
+#: other names of the granularities (any case): cuBLASLt / torch / torchao / Transformer Engine vocabulary
+GRANULARITY_ALIASES = {
+    "rowwise": "row", "per_row": "row", "axiswise": "row", "per_token": "row",
+    "colwise": "col", "columnwise": "col", "per_col": "col", "per_channel": "col",
+    "tensorwise": "tensor", "per_tensor": "tensor", "tensor_wise": "tensor",
+    "mx": "mx32", "mxfp8": "mx32", "mxfp6": "mx32", "mxfp4": "mx32",
+}
+
+
+def _granularity_name(g):
+    if isinstance(g, str):
+        key = g.strip().lower()
+        return GRANULARITY_ALIASES.get(key, key)
+    return g
+
+
 def tile_shape(granularity, shape, axis=-1):
     """Tile shape in elements for a granularity and a tensor shape (``axis``: MX/NVFP4 blocks).
 
@@ -137,7 +153,7 @@ def tile_shape(granularity, shape, axis=-1):
     """
     nd = len(shape)
     if isinstance(granularity, str):
-        g = granularity.lower()
+        g = _granularity_name(granularity)
         if g == "tensor":
             return tuple(max(1, n) for n in shape)
         if g in ("row", "col"):
@@ -369,7 +385,7 @@ def quantize_scaled(
         raise ValueError("x holds values float64 cannot hold exactly")
     if v.ndim == 0:
         v = v.reshape(1)
-    g = granularity.lower() if isinstance(granularity, str) else granularity
+    g = _granularity_name(granularity)
     tile = tile_shape(g, v.shape, axis)
     is_mx = g == "mx32"
     if is_mx and fmt.name not in MX_ELEMENTS:

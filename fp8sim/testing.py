@@ -14,7 +14,6 @@ without fp8sim; their layout is documented in :func:`write_golden`.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -1,6 +1,10 @@
-"""Bit-exact conformance with measured GPU outputs (FP8SIM_HW_VECTORS).
+"""Bit-exact conformance with measured GPU outputs.
 
-Unset: these tests skip with a message.  Set but missing: they fail.
+The data ships with the tests (``tests/data/hw_vectors.npz``, packed from
+``../shared/hw-vectors`` by ``experiments/pack_conformance.py``), so every
+measured row is checked on a fresh clone.  ``FP8SIM_HW_VECTORS`` names
+another copy (the text folder or a packed file) to check against instead;
+set but missing, the tests fail.
 """
 
 import os
@@ -11,23 +15,31 @@ import pytest
 
 from fp8sim import matmul
 from fp8sim.gemm import dot_rows
-from fp8sim.hardware import load_vectors, tensor_core
+from fp8sim.hardware import PACKED_VECTORS, VECTOR_SETS, load_vectors, tensor_core
 
-SETS = [
-    ("V100", "fp16"),
-    *[(g, f) for g in ("A100",) for f in ("fp16", "bf16", "tf32")],
-    *[(g, f) for g in ("Ada", "L40S", "H100", "B200") for f in ("fp16", "bf16", "tf32", "E4M3", "E5M2")],
-]
+SETS = VECTOR_SETS
 
 
 @pytest.fixture(scope="module")
 def root():
     path = os.environ.get("FP8SIM_HW_VECTORS")
     if not path:
-        pytest.skip("FP8SIM_HW_VECTORS is not set: no conformance data to check against")
-    if not Path(path).is_dir():
+        assert PACKED_VECTORS.is_file(), f"the shipped conformance data {PACKED_VECTORS} is missing"
+        return str(PACKED_VECTORS)
+    if not Path(path).exists():
         pytest.fail(f"FP8SIM_HW_VECTORS={path} does not exist")
     return path
+
+
+def test_packed_data_equals_the_text_layout():
+    """When the text folder is at hand, the shipped file holds the same bits (sampled sets)."""
+    text = Path(os.environ.get("FP8SIM_HW_VECTORS", Path(__file__).parents[2] / "shared" / "hw-vectors"))
+    if not text.is_dir():
+        pytest.skip(f"no text-layout copy of the data at {text} to compare the packed file with")
+    for gpu, fmt_dir in [("H100", "E4M3"), ("V100", "fp16"), ("B200", "bf16"), ("Ada", "tf32")]:
+        want, got = load_vectors(text, gpu, fmt_dir), load_vectors(PACKED_VECTORS, gpu, fmt_dir)
+        for name in ("a", "b", "c", "d_bits"):
+            np.testing.assert_array_equal(np.asarray(want[name]).view(np.uint8), np.asarray(got[name]).view(np.uint8))
 
 
 def addend(gpu, fmt_dir, v):

@@ -31,10 +31,10 @@ def test_benchmark_matmul_quick(tmp_path):
 
 
 def test_conformance_table(tmp_path):
-    path = os.environ.get("FP8SIM_HW_VECTORS")
-    if not path:
-        pytest.skip("FP8SIM_HW_VECTORS is not set")
     from experiments import conformance_table
+    from fp8sim.hardware import PACKED_VECTORS
+
+    path = os.environ.get("FP8SIM_HW_VECTORS") or str(PACKED_VECTORS)
 
     rows = conformance_table.main(["--vectors", path, "--out", str(tmp_path)])
     assert len(rows) == 24 and all(r["fp32_matched"] == r["rows"] for r in rows)
@@ -100,3 +100,29 @@ def test_python_m_experiments_quick(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     for name in ["accumulation_error", "outlier_sensitivity", "format_error"]:
         assert (tmp_path / f"{name}.png").exists() and (tmp_path / f"{name}.json").exists()
+
+
+def test_quick_without_out_never_touches_the_committed_figures(tmp_path, monkeypatch):
+    """--quick without --out writes to a new temporary folder; a full run's default is the repo's figures/."""
+    from experiments import _common, format_error
+
+    figures = _common.FIGURES
+    before = {p.name: p.stat().st_mtime_ns for p in figures.iterdir()} if figures.is_dir() else {}
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    format_error.main(["--quick"])
+    after = {p.name: p.stat().st_mtime_ns for p in figures.iterdir()} if figures.is_dir() else {}
+    assert after == before
+    assert list(tmp_path.glob("fp8sim-quick-*/format_error.json"))
+    assert _common.resolve_out(None, False) == str(figures)
+
+
+def test_experiments_run_from_another_directory(tmp_path):
+    """python REPO/experiments works from any directory (and python -m experiments from the root)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, str(repo / "experiments"), "--help"], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 0 and "python -m experiments" in r.stdout, r.stderr[-2000:]

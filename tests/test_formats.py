@@ -145,3 +145,30 @@ def test_unnamed_format_finds_the_preset():
 
     unit = tensor_core("H100", FloatFormat(4, 3, specials="fn"))
     assert unit == tensor_core("H100", "e4m3")
+
+
+# --- the names users try first (issue 14) -----------------------------------------------------------
+
+@pytest.mark.parametrize("alias, name", [
+    ("e4m3fn", "float8_e4m3fn"), ("fp8_e4m3fn", "float8_e4m3fn"), ("FP8_E5M2", "float8_e5m2"),
+    ("e8m0fnu", "float8_e8m0fnu"), ("ue8m0", "float8_e8m0fnu"), ("fp4_e2m1", "float4_e2m1fn"),
+    ("fp6_e3m2", "float6_e3m2fn"), ("e2m3fn", "float6_e2m3fn"),
+])
+def test_other_libraries_names(alias, name):
+    assert get_format(alias) is NAMED_FORMATS[name]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_finfo_names_agree_with_numpy(dtype):
+    fi = np.finfo(dtype)
+    f = FloatFormat(fi.nexp, fi.nmant)
+    for name in ("tiny", "nmant", "nexp", "iexp", "machep", "minexp", "maxexp", "precision", "resolution", "eps",
+                 "epsneg", "max", "min", "smallest_normal", "smallest_subnormal", "bits"):
+        theirs = getattr(fi, name)
+        ours = np.asarray(getattr(f, name)).astype(np.asarray(theirs).dtype)  # finfo stores some in the dtype
+        assert float(ours) == float(theirs), name
+
+
+def test_finfo_dtype():
+    assert get_format("e4m3").dtype == np.dtype(ml_dtypes.float8_e4m3fn)
+    assert get_format("tf32").dtype is None

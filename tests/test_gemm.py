@@ -170,3 +170,31 @@ def test_boolean_parameters_refuse_strings():
         fp8sim.matmul(np.ones((2, 32)), np.ones((32, 2)), unit="H100:e4m3", quantize_inputs="false")
     with pytest.raises(TypeError, match="c_in_alignment must be True or False"):
         fp8sim.BlockFMA("e4m3", block=32, align_bits=13, c_in_alignment="no")
+
+
+@pytest.mark.parametrize("alias", ["H800", "h20", "sm90", "SM_90", "hopper", "GH200", "H200"])
+def test_gpu_aliases_name_the_measured_part(alias):
+    from fp8sim.hardware import tensor_core
+
+    assert tensor_core(alias, "e4m3") == tensor_core("H100", "e4m3")
+
+
+def test_unknown_gpu_lists_the_names():
+    from fp8sim.hardware import tensor_core
+
+    with pytest.raises(ValueError, match="unknown gpu 'Z80'; accepted"):
+        tensor_core("Z80", "e4m3")
+
+
+def test_threads_bit_identical(rng):
+    a = fp8sim.quantize(rng.standard_normal((37, 96)), "e4m3")
+    b = fp8sim.quantize(rng.standard_normal((96, 11)), "e4m3")
+    one = fp8sim.matmul(a, b, unit="H100:e4m3", threads=1)
+    for n in (2, 3, 64):
+        got = fp8sim.matmul(a, b, unit="H100:e4m3", threads=n, promote_every=None)
+        np.testing.assert_array_equal(got.view(np.uint64), one.view(np.uint64))
+    np.testing.assert_array_equal(fp8sim.matmul(a, b, unit="H100:e4m3", threads=2, promote_every=32).view(np.uint64),
+                                  fp8sim.matmul(a, b, unit="H100:e4m3", threads=1, promote_every=32).view(np.uint64))
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="threads"):
+            fp8sim.matmul(a, b, unit="H100:e4m3", threads=bad)

@@ -368,3 +368,12 @@ def test_rounding_names_any_case_and_short():
     a = quantize_scaled(x, "e4m3", "tensor", rounding="RTZ")
     b = quantize_scaled(x, "e4m3", "tensor", rounding="toward_zero")
     np.testing.assert_array_equal(a.values, b.values)
+
+
+@pytest.mark.parametrize("alias, canonical", [("rowwise", "row"), ("ROWWISE", "row"), ("tensorwise", "tensor"),
+                                              ("axiswise", "row"), ("columnwise", "col"), ("MXFP8", "mx32")])
+def test_granularity_names_of_other_libraries(alias, canonical):
+    x = np.random.default_rng(0).standard_normal((4, 64))
+    a, b = quantize_scaled(x, "e4m3", alias), quantize_scaled(x, "e4m3", canonical)
+    assert a.tile == b.tile
+    np.testing.assert_array_equal(a.values, b.values)
