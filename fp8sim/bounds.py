@@ -50,6 +50,7 @@ import numpy as np
 
 from .accumulate import BlockFMA, ExactUnit, FMAUnit
 from .gemm import resolve_unit
+from .rounding import as_float64
 
 __all__ = ["step_beta", "bound_factor", "dot_error_bound"]
 
@@ -150,12 +151,12 @@ def dot_error_bound(a, b, unit, *, c=None, promote_every=None, kind="determinist
     True
     """
     unit = resolve_unit(unit)
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
+    a, _ = as_float64(a, "a")
+    b, _ = as_float64(b, "b")
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"a and b must be 2-D with matching K, (M, K) and (K, N); got shapes {a.shape} and {b.shape}")
     K = a.shape[1]
-    c_abs = 0.0 if c is None else np.abs(np.asarray(c, np.float64))
+    c_abs = 0.0 if c is None else np.abs(as_float64(c, "c")[0])
     f = bound_factor(K, unit, promote_every=promote_every, kind=kind, lam=lam)
     if isinstance(unit, ExactUnit):
         return f * np.abs(a @ b + (0.0 if c is None else c)) * (1 + 2.0**-40)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .formats import FloatFormat, Specials, get_format
-from .rounding import as_float64, reject_masked
+from .rounding import as_float64, to_array
 
 __all__ = ["encode", "decode", "to_ml_dtypes", "from_ml_dtypes"]
 
@@ -39,8 +39,7 @@ def decode(codes, fmt) -> np.ndarray:
     [0.001953125, 1.0, 448.0, nan, -0.0]
     """
     fmt = get_format(fmt)
-    reject_masked(codes, "codes")
-    arr = np.asarray(codes)
+    arr = to_array(codes, "codes")
     if arr.dtype.kind not in "iu":
         raise TypeError(f"codes must be integers, got dtype {arr.dtype}")
     if arr.size and (arr.min() < 0 or int(arr.max()) >= 1 << fmt.bits):
@@ -91,8 +90,7 @@ def encode(x, fmt) -> np.ndarray:
     array([ 56, 128, 126, 127], dtype=uint8)
     """
     fmt = get_format(fmt)
-    reject_masked(x, "x")
-    arr = np.asarray(x)
+    arr = to_array(x, "x")
     if fmt.ml_dtype is not None and arr.dtype == fmt.ml_dtype:
         return arr.view(fmt.code_dtype).copy()
     v, inexact = as_float64(arr)

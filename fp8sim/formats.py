@@ -22,7 +22,56 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Specials", "FloatFormat", "get_format", "check_bool", "NAMED_FORMATS", "ALIASES"]
+__all__ = ["Specials", "FloatFormat", "get_format", "check_bool", "as_numpy", "NAMED_FORMATS", "ALIASES"]
+
+#: torch dtypes whose bits are an ml_dtypes dtype of the same name (viewed through an integer type)
+_TORCH_VIEWS = {
+    "bfloat16": ("int16", "bfloat16"),
+    "float8_e4m3fn": ("uint8", "float8_e4m3fn"),
+    "float8_e5m2": ("uint8", "float8_e5m2"),
+    "float8_e4m3fnuz": ("uint8", "float8_e4m3fnuz"),
+    "float8_e5m2fnuz": ("uint8", "float8_e5m2fnuz"),
+    "float8_e8m0fnu": ("uint8", "float8_e8m0fnu"),
+}
+
+
+def as_numpy(x, arg="x"):
+    """A NumPy array of another library's array, bit for bit; anything else is returned as it is.
+
+    PyTorch tensors of every dtype, on any device, with or without grad:
+    detached, moved to the CPU, and bfloat16 / FP8 tensors reinterpreted
+    as the ml_dtypes dtype of the same name (their bits, never a copy
+    through float32).  JAX arrays convert through ``numpy.asarray`` (JAX's
+    low-precision dtypes are ml_dtypes'); a traced array inside
+    ``jax.jit`` has no values, which is a ``TypeError``.
+
+    >>> as_numpy([1.0, 2.0])
+    [1.0, 2.0]
+    """
+    module = type(x).__module__ or ""
+    if module.startswith("torch") and hasattr(x, "detach"):
+        import ml_dtypes
+
+        t = x.detach()
+        if t.device.type != "cpu":
+            t = t.cpu()
+        t = t.resolve_conj().resolve_neg()
+        name = str(t.dtype).removeprefix("torch.")
+        if name in _TORCH_VIEWS:
+            import torch
+
+            via, target = _TORCH_VIEWS[name]
+            return t.view(getattr(torch, via)).numpy().view(getattr(ml_dtypes, target))
+        if name.startswith("float4") or name.startswith("complex") or name.startswith("q"):
+            raise TypeError(f"{arg}: torch dtype {t.dtype} has no NumPy equivalent fp8sim reads "
+                            "(unpack packed FP4 to one value per element first)")
+        return t.numpy()
+    if module.startswith("jax"):
+        if "Tracer" in type(x).__name__:
+            raise TypeError(f"{arg} is a traced JAX array (inside jax.jit): fp8sim computes on concrete values; "
+                            "call it outside jit, or through jax.pure_callback")
+        return np.asarray(x)
+    return x
 
 
 def check_bool(value, arg):
@@ -414,6 +463,11 @@ def get_format(fmt) -> FloatFormat:
         return fmt
     if fmt is None:
         raise TypeError("a format is required (a name such as 'e4m3', a FloatFormat or a dtype), got None")
+    if (type(fmt).__module__ or "").startswith("torch"):  # a torch dtype: its name
+        name = str(fmt).removeprefix("torch.")
+        if name in NAMED_FORMATS:
+            return NAMED_FORMATS[name]
+        raise ValueError(f"torch dtype {fmt} is not a floating-point format fp8sim knows")
     if isinstance(fmt, str):
         key = fmt.strip().lower()
         key = ALIASES.get(key, key)

@@ -18,7 +18,7 @@ import numpy as np
 from .accumulate import BlockFMA, ExactUnit, FMAUnit, dot_chain, two_sum
 from .formats import check_bool, get_format
 from .hardware import tensor_core
-from .rounding import as_float64, quantize
+from .rounding import as_float64, quantize, to_array
 
 __all__ = ["matmul", "dot_rows", "scaled_matmul", "resolve_unit", "add_fp32", "thread_count", "THREAD_MIN_MACS"]
 
@@ -169,7 +169,7 @@ def dot_rows(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, o
         raise ValueError("dot_rows needs a BlockFMA unit")
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"a and b must be 2-D of the same shape, got {a.shape} and {b.shape}")
-    c = _addend(c, (a.shape[0], 1)) if np.ndim(c) == 0 or c is None else _addend(np.asarray(c)[:, None], (a.shape[0], 1))
+    c = _addend(c, (a.shape[0], 1)) if np.ndim(c) == 0 or c is None else _addend(to_array(c, "c")[:, None], (a.shape[0], 1))
     out = _chained(a, b, c, unit, promote_every, tile_elems, paired=True)[:, 0]
     return out if out_format is None else quantize(out, out_format)
 

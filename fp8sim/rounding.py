@@ -32,9 +32,9 @@ import enum
 
 import numpy as np
 
-from .formats import FloatFormat, check_bool, get_format
+from .formats import FloatFormat, as_numpy, check_bool, get_format
 
-__all__ = ["RoundingMode", "Overflow", "quantize", "resolve_overflow", "rounding_mode", "as_float64", "reject_masked"]
+__all__ = ["RoundingMode", "Overflow", "quantize", "resolve_overflow", "rounding_mode", "as_float64", "reject_masked", "to_array"]
 
 
 class RoundingMode(str, enum.Enum):
@@ -129,8 +129,7 @@ def as_float64(x, arg="x"):
     (huge integers, long doubles, Fractions); those must be rounded from the
     original objects.
     """
-    reject_masked(x, arg)
-    arr = np.asarray(x)
+    arr = to_array(x, arg)
     kind = arr.dtype.kind
     if kind == "f" or arr.dtype.name.startswith(("float", "bfloat")):
         with np.errstate(invalid="ignore"):  # casting signalling NaNs warns
@@ -166,6 +165,13 @@ def as_float64(x, arg="x"):
         v = v.reshape(arr.shape)
         return v, _mask_or_none(inexact.reshape(arr.shape))
     raise TypeError(f"{arg} must be real numbers, got an array of dtype {arr.dtype}")
+
+
+def to_array(x, arg="x") -> np.ndarray:
+    """``numpy.asarray`` of an input: masked arrays refused, torch / JAX arrays converted bit for bit
+    (:func:`fp8sim.formats.as_numpy`)."""
+    reject_masked(x, arg)
+    return np.asarray(as_numpy(x, arg))
 
 
 def reject_masked(x, arg="x"):
@@ -245,8 +251,7 @@ def quantize(x, fmt, rounding="nearest_even", overflow=None, *, rng=None, sr_bit
     elif sr_bits is not None:
         raise ValueError("sr_bits applies only to rounding='stochastic'")
 
-    reject_masked(x, "x")
-    arr = np.asarray(x)
+    arr = to_array(x, "x")
     shape = arr.shape
     flat = arr.reshape(-1)
     if flat.size <= QUANTIZE_CHUNK:

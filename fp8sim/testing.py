@@ -20,7 +20,7 @@ import numpy as np
 
 from .codec import decode, encode
 from .formats import FloatFormat, Specials, get_format
-from .rounding import reject_masked
+from .rounding import to_array
 
 __all__ = [
     "assert_bitwise_equal", "compare_bitwise", "Comparison", "ulp_distance", "bit_patterns",
@@ -156,8 +156,7 @@ def bit_patterns(x, fmt=None) -> np.ndarray:
     ...
     ValueError: x holds 1 integer(s) outside the codes of float8_e4m3fn, [0, 2**8) (first: [300]); codes are never cut to the format's width
     """
-    reject_masked(x, "x")
-    arr = np.asarray(x)
+    arr = to_array(x, "x")
     if fmt is None:
         own = _format_of_dtype(arr.dtype) if arr.dtype.kind in "fV" else None
         if own is None:
@@ -178,9 +177,7 @@ def ulp_distance(x, y, fmt) -> np.ndarray:
     [1.0, 252.0, 0.0]
     """
     fmt = get_format(fmt)
-    reject_masked(x, "x")
-    reject_masked(y, "y")
-    cx, cy = _bits_in(np.asarray(x), fmt, "x"), _bits_in(np.asarray(y), fmt, "y")
+    cx, cy = _bits_in(to_array(x, "x"), fmt, "x"), _bits_in(to_array(y, "y"), fmt, "y")
     d = _distance(_ordinal(cx, fmt), _ordinal(cy, fmt)).astype(np.float64)
     return np.where(_nan_bits(cx, fmt) | _nan_bits(cy, fmt), np.nan, d)
 
@@ -259,9 +256,7 @@ def compare_bitwise(actual, expected, fmt=None, *, equal_nan=False, max_report=5
     >>> r.n_differ, r.max_ulp, r.histogram
     (1, 1, {'1': 1})
     """
-    reject_masked(actual, "actual")
-    reject_masked(expected, "expected")
-    a_arr, e_arr = np.asarray(actual), np.asarray(expected)
+    a_arr, e_arr = to_array(actual, "actual"), to_array(expected, "expected")
     if a_arr.shape != e_arr.shape:
         raise AssertionError(f"shapes differ: actual {a_arr.shape}, expected {e_arr.shape}")
     for name, arr in (("actual", a_arr), ("expected", e_arr)):

@@ -126,3 +126,16 @@ def test_experiments_run_from_another_directory(tmp_path):
     r = subprocess.run([sys.executable, str(repo / "experiments"), "--help"], capture_output=True, text=True,
                        cwd=tmp_path, timeout=120)
     assert r.returncode == 0 and "python -m experiments" in r.stdout, r.stderr[-2000:]
+
+
+def test_torch_differences(tmp_path):
+    pytest.importorskip("torch", reason="torch is not installed: the comparison with PyTorch's casts needs it")
+    from experiments import torch_differences
+
+    rows = torch_differences.main(["--out", str(tmp_path)])
+    by = {(r["dtype"], r["input"]): r for r in rows}
+    # from float32, the options listed reproduce torch's E4M3 cast exactly, and FP16 needs none
+    assert by[("float8_e4m3fn", "float32")]["with_options"] == {}
+    assert by[("float16", "float32")]["default"] == {}
+    assert "double rounding" in by[("float16", "float64")]["default"]  # torch rounds float64 through float32
+    assert (tmp_path / "torch_differences.json").exists()
