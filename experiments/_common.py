@@ -22,7 +22,8 @@ def out_dir(path) -> Path:
 def write_json(path, payload: dict, *, seed=None) -> Path:
     """Write ``payload`` with the command, fp8sim version, seed and machine recorded."""
     record = {
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if sys.argv else "",
+        "command": _command_line(),
+        "git_commit": _git_commit(),
         "fp8sim_version": fp8sim.__version__,
         "numpy_version": np.__version__,
         "python": platform.python_version(),
@@ -34,6 +35,32 @@ def write_json(path, payload: dict, *, seed=None) -> Path:
     path = Path(path)
     path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
     return path
+
+
+def _command_line():
+    """The full command that ran: ``python -m experiments --quick``, ``python experiments/x.py ...``."""
+    argv = list(getattr(sys, "orig_argv", sys.argv))
+    if argv and Path(argv[0]).name.startswith("python"):
+        argv[0] = "python"
+    return " ".join(argv)
+
+
+def _git_commit():
+    """The checkout's commit (with ``-dirty`` when files other than figures/ differ from it), or None
+    outside a git checkout."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        # the figures a run writes do not count: they are its output
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!figures"],
+                               cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def _jsonable(o):

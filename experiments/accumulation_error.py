@@ -151,10 +151,10 @@ def plot(result, path):
         ax.loglog(ks, [r["fast"]["rel_frobenius"] for r in rows], "-o", color=colors[dist], label=f"{label}: fast")
         ax.loglog(ks, [r["promote128"]["rel_frobenius"] for r in rows], "--s", color=colors[dist],
                   label=f"{label}: promote 128")
-    ax.set_xlabel("K")
-    ax.set_ylabel("relative Frobenius error vs exact")
-    ax.set_title("H100 E4M3 unit: error vs K (exact = 0)")
-    ax.legend(fontsize=7)
+    ax.set_xlabel("K (dot-product length)")
+    ax.set_ylabel("relative Frobenius error vs the exact product")
+    ax.set_title("H100 unit, E4M3 inputs: error vs K")
+    ax.legend(fontsize=7, loc="upper left")
     ax.grid(True, which="both", alpha=0.3)
 
     ax = axes[1]
@@ -165,16 +165,19 @@ def plot(result, path):
     if z.min() < 0.02 < z.max() and len(ws["means"]) > 1 and len(ws["widths"]) > 1:
         ax.contour(ws["means"], ws["widths"], z, levels=[0.02], colors="red")
     ax.axhline(13, color="white", ls=":", lw=1)
-    ax.set_xlabel("input mean / std")
+    ax.set_xlabel("input mean / std (E4M3 inputs)")
     ax.set_ylabel("accumulator align bits F")
-    ax.set_title(f"K = {result['shape']['K_for_setting']}: 2% contour in red, H100 F = 13 dotted")
+    ax.set_title(f"Fast chain, K = {result['shape']['K_for_setting']}: 2% contour red, H100's F = 13 dotted",
+                 fontsize=10)
 
     ax = axes[2]
     ps = result["promotion_sweep"]
     ax.loglog(ps["intervals"], ps["max_rel_err"], "-o", label="max relative error")
     ax.loglog(ps["intervals"], ps["rel_frobenius"], "-s", label="relative Frobenius")
+    s = result["deepseek_setting"]
     ax.set_xlabel("promotion interval (elements of K)")
-    ax.set_title(f"promotion interval, {result['deepseek_setting']['distribution'].split(',')[0]}")
+    ax.set_ylabel("error vs the exact product")
+    ax.set_title(f"H100 unit, E4M3 inputs {s['distribution'].split(', both')[0]}, K = {s['K']}", fontsize=10)
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     save_figure(fig, path, dpi=110)

@@ -24,9 +24,9 @@ import numpy as np
 import fp8sim
 
 try:
-    from ._common import point_rng, run_sweep, save_figure
+    from ._common import point_rng, run_sweep
 except ImportError:  # run as a script
-    from _common import point_rng, run_sweep, save_figure
+    from _common import point_rng, run_sweep
 
 RECIPES = {"per-tensor": "tensor", "per-row": "row", "1x128 tile": (1, 128), "128x128 block": (128, 128),
            "MX-32": "mx32"}
@@ -63,16 +63,26 @@ def compute(quick, seed, executor):
     tokens, channels = (128, 256) if quick else (256, 2048)
     magnitudes = [1, 100, 10000, 100000] if quick else [1, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000]
     fractions = [0.004] if quick else [0.001, 0.004, 0.01, 0.03]
-    pts = [dict(seed=seed, tokens=tokens, channels=channels, magnitude=m, fraction=f)
-           for f in fractions for m in magnitudes]
+    seeds = [seed] if quick else [seed, seed + 1, seed + 2]
+    pts = [dict(seed=s, tokens=tokens, channels=channels, magnitude=m, fraction=f)
+           for s in seeds for f in fractions for m in magnitudes]
     rows = executor.map(point, pts, desc="outliers")
-    return {"recipes": list(RECIPES), "magnitudes": magnitudes, "fractions": fractions,
+    return {"recipes": list(RECIPES), "magnitudes": magnitudes, "fractions": fractions, "seeds": seeds,
             "shape": [tokens, channels], "points": rows}
 
 
-def series(result, recipe, metric, fraction):
-    return [next(r[recipe][metric] for r in result["points"] if r["magnitude"] == m and r["fraction"] == fraction)
+def series(result, recipe, metric, fraction, seed=None):
+    """One value per magnitude, for ``seed`` (default: the first seed)."""
+    seed = result.get("seeds", [None])[0] if seed is None else seed
+    return [next(r[recipe][metric] for r in result["points"] if r["magnitude"] == m and r["fraction"] == fraction
+                 and r.get("seed", seed) == seed)
             for m in result["magnitudes"]]
+
+
+def spread(result, recipe, metric, fraction):
+    """(mean, min, max) over the seeds, per magnitude."""
+    per_seed = np.array([series(result, recipe, metric, fraction, s) for s in result.get("seeds", [None])])
+    return per_seed.mean(axis=0), per_seed.min(axis=0), per_seed.max(axis=0)
 
 
 def plot(result, path):
@@ -82,32 +92,47 @@ def plot(result, path):
     import matplotlib.pyplot as plt
 
     f0 = result["fractions"][min(1, len(result["fractions"]) - 1)]
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
+    n_seeds = len(result.get("seeds", [None]))
+    tokens, channels = result["shape"]
+    fig, axes = plt.subplots(1, 4, figsize=(21, 5.2))
     for ax, metric, label in zip(axes[:3], ["rel_err_normal_channels", "snr_db", "gemm_rel_err"],
                                  ["relative error, ordinary channels", "SNR (dB), whole tensor",
-                                  "GEMM relative error"]):
+                                  "GEMM relative error |deq(X)W - XW| / |XW|"]):
         for recipe in result["recipes"]:
-            ax.plot(result["magnitudes"], series(result, recipe, metric, f0), "-o", label=recipe)
+            mean, lo, hi = spread(result, recipe, metric, f0)
+            (line,) = ax.plot(result["magnitudes"], mean, "-o", ms=4, label=recipe)
+            if n_seeds > 1:
+                ax.fill_between(result["magnitudes"], lo, hi, color=line.get_color(), alpha=0.2)
         ax.set_xscale("log")
         if metric != "snr_db":
             ax.set_yscale("log")
-        ax.set_xlabel("outlier magnitude (x typical)")
-        ax.set_title(f"{label}\n(outlier channels: {100 * f0:g}%)")
+        ax.set_xlabel("outlier magnitude (x typical value)")
+        ax.set_ylabel(label)
+        ax.set_title(f"E4M3, {tokens} x {channels}, {100 * f0:g}% outlier channels")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend()
     ax = axes[3]
     mtop = result["magnitudes"][-1]
     for recipe in result["recipes"]:
-        ax.plot([100 * f for f in result["fractions"]],
-                [next(r[recipe]["rel_err_normal_channels"] for r in result["points"]
-                      if r["magnitude"] == mtop and r["fraction"] == f) for f in result["fractions"]], "-o",
-                label=recipe)
+        vals = np.array([[next(r[recipe]["rel_err_normal_channels"] for r in result["points"]
+                               if r["magnitude"] == mtop and r["fraction"] == f and r.get("seed", s) == s)
+                          for f in result["fractions"]] for s in result.get("seeds", [None])])
+        pct = [100 * f for f in result["fractions"]]
+        (line,) = ax.plot(pct, vals.mean(axis=0), "-o", ms=4, label=recipe)
+        if n_seeds > 1:
+            ax.fill_between(pct, vals.min(axis=0), vals.max(axis=0), color=line.get_color(), alpha=0.2)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("outlier channels (%)")
-    ax.set_title(f"relative error, ordinary channels\n(outliers {mtop:g}x)")
+    ax.set_xlabel("outlier channels (% of channels)")
+    ax.set_ylabel("relative error, ordinary channels")
+    ax.set_title(f"E4M3, outliers {mtop:g}x typical")
     ax.grid(True, which="both", alpha=0.3)
-    save_figure(fig, path, dpi=110)
+    handles, labels = axes[0].get_legend_handles_labels()
+    shade = f"; lines: mean of {n_seeds} seeds, bands: min to max" if n_seeds > 1 else ""
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
+               title=f"scaling granularity{shade}")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None):

@@ -33,8 +33,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from .formats import FloatFormat, check_bool, get_format
+from .formats import FloatFormat, FormatLike, check_bool, get_format
 from .rounding import quantize, rounding_mode
 
 __all__ = ["BlockFMA", "ExactUnit", "FMAUnit", "round_pair", "two_sum", "dot_chain"]
@@ -168,7 +169,7 @@ class FMAUnit:
     name: str = "fp32_fma"
 
 
-def two_sum(a, b):
+def two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Error-free transformation: ``s + e == a + b`` exactly, ``s = fl(a + b)``
     (Knuth, TAOCP vol. 2, 4.2.2)."""
     s = a + b
@@ -177,7 +178,7 @@ def two_sum(a, b):
     return s, e
 
 
-def round_pair(hi, lo, fmt, rounding, overflow=None):
+def round_pair(hi: ArrayLike, lo: ArrayLike, fmt: FormatLike, rounding: str, overflow: str | None = None) -> np.ndarray:
     """Round the exact value ``hi + lo`` onto ``fmt``, where ``hi = fl64(hi + lo)``.
 
     Only a ``hi`` on a rounding boundary of ``fmt`` (a midpoint for
@@ -452,7 +453,8 @@ def _apply_specials(result, c, counts):
 KMAJOR_TILE = 1 << 19
 
 
-def dot_chain(a, b, c, unit: BlockFMA, *, tile_elems=None, paired=False, engine="kmajor"):
+def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, tile_elems: int | None = None,
+              paired: bool = False, engine: str = "kmajor") -> np.ndarray:
     """Chain ``unit`` over all of K: a (M, K) @ b (K, N) + c (M, N), finite or not.
 
     ``paired=True``: b is (M, K) and row i of a meets row i of b only

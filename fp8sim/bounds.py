@@ -47,9 +47,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .accumulate import BlockFMA, ExactUnit, FMAUnit
-from .gemm import resolve_unit
+from .gemm import Unit, resolve_unit
 from .rounding import as_float64
 
 __all__ = ["step_beta", "bound_factor", "dot_error_bound"]
@@ -91,7 +92,8 @@ def step_beta(unit: BlockFMA) -> float:
     return (1 + alpha) * (1 + u_of(unit.out_rounding)) * (1 + u_c) - 1
 
 
-def bound_factor(K, unit, *, promote_every=None, kind="deterministic", lam=5.0) -> float:
+def bound_factor(K: int, unit: Unit, *, promote_every: int | None = None, kind: str = "deterministic",
+                 lam: float = 5.0) -> float:
     """The factor ``f`` with ``|s_hat - s| <= f * T`` for dot products of length ``K``.
 
     ``kind``: ``"deterministic"`` or ``"probabilistic"`` (with ``lam``).
@@ -139,7 +141,8 @@ def bound_factor(K, unit, *, promote_every=None, kind="deterministic", lam=5.0) 
     return chain_f + acc * (1 + chain_f)
 
 
-def dot_error_bound(a, b, unit, *, c=None, promote_every=None, kind="deterministic", lam=5.0) -> np.ndarray:
+def dot_error_bound(a: ArrayLike, b: ArrayLike, unit: Unit, *, c: ArrayLike | None = None,
+                    promote_every: int | None = None, kind: str = "deterministic", lam: float = 5.0) -> np.ndarray:
     """Elementwise bound on ``|matmul(a, b, c, unit=...) - (a @ b + c)|`` (exact ``a @ b + c``).
 
     Parameters as for :func:`fp8sim.matmul`; ``kind`` and ``lam`` as for

@@ -11,8 +11,9 @@ from ml_dtypes arrays.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from .formats import FloatFormat, Specials, get_format
+from .formats import FloatFormat, FormatLike, Specials, get_format
 from .rounding import as_float64, to_array
 
 __all__ = ["encode", "decode", "to_ml_dtypes", "from_ml_dtypes"]
@@ -23,7 +24,7 @@ def _fields(fmt: FloatFormat):
     return e, m, (1 << e) - 1, (1 << m) - 1
 
 
-def decode(codes, fmt) -> np.ndarray:
+def decode(codes: ArrayLike, fmt: FormatLike) -> np.ndarray:
     """Values of bit patterns, as float64.
 
     Parameters
@@ -74,7 +75,7 @@ def decode(codes, fmt) -> np.ndarray:
     return out
 
 
-def encode(x, fmt) -> np.ndarray:
+def encode(x: ArrayLike, fmt: FormatLike) -> np.ndarray:
     """Bit patterns of values that are exactly representable in ``fmt``.
 
     NaN becomes the format's canonical NaN (quiet, with the value's sign
@@ -137,7 +138,7 @@ def encode(x, fmt) -> np.ndarray:
     return codes
 
 
-def to_ml_dtypes(x, fmt) -> np.ndarray:
+def to_ml_dtypes(x: ArrayLike, fmt: FormatLike) -> np.ndarray:
     """An ml_dtypes (or numpy) array of ``fmt`` holding the values ``x``.
 
     >>> import fp8sim
@@ -150,7 +151,7 @@ def to_ml_dtypes(x, fmt) -> np.ndarray:
     return encode(x, fmt).view(fmt.ml_dtype)
 
 
-def from_ml_dtypes(arr) -> np.ndarray:
+def from_ml_dtypes(arr: ArrayLike) -> np.ndarray:
     """float64 values of an ml_dtypes (or numpy float) array, exactly.
 
     >>> import ml_dtypes, numpy as np, fp8sim

@@ -19,10 +19,14 @@ from __future__ import annotations
 import enum
 import functools
 from dataclasses import dataclass, field
+from typing import Any, Union
 
 import numpy as np
 
-__all__ = ["Specials", "FloatFormat", "get_format", "check_bool", "as_numpy", "NAMED_FORMATS", "ALIASES"]
+#: what a ``fmt`` argument accepts: a name or alias, a FloatFormat, a NumPy / ml_dtypes / torch dtype
+FormatLike = Union[str, "FloatFormat", np.dtype, type, Any]  # noqa: UP007 (a forward reference)
+
+__all__ = ["Specials", "FloatFormat", "FormatLike", "get_format", "check_bool", "as_numpy", "NAMED_FORMATS", "ALIASES"]
 
 #: torch dtypes whose bits are an ml_dtypes dtype of the same name (viewed through an integer type)
 _TORCH_VIEWS = {
@@ -35,7 +39,7 @@ _TORCH_VIEWS = {
 }
 
 
-def as_numpy(x, arg="x"):
+def as_numpy(x: Any, arg: str = "x") -> Any:
     """A NumPy array of another library's array, bit for bit; anything else is returned as it is.
 
     PyTorch tensors of every dtype, on any device, with or without grad:
@@ -74,7 +78,7 @@ def as_numpy(x, arg="x"):
     return x
 
 
-def check_bool(value, arg):
+def check_bool(value: Any, arg: str) -> bool:
     """``value`` if it is a real boolean (Python or NumPy); ``TypeError`` otherwise.
 
     Strings such as ``"false"`` are refused rather than read as true.
@@ -442,7 +446,7 @@ ALIASES: dict[str, str] = {
 }
 
 
-def get_format(fmt) -> FloatFormat:
+def get_format(fmt: FormatLike) -> FloatFormat:
     """Resolve a format name, alias, dtype or :class:`FloatFormat`.
 
     Parameters

@@ -13,19 +13,28 @@ from __future__ import annotations
 
 import math
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .accumulate import BlockFMA, ExactUnit, FMAUnit, dot_chain, two_sum
-from .formats import check_bool, get_format
+from .formats import FormatLike, check_bool, get_format
 from .hardware import tensor_core
 from .rounding import as_float64, quantize, to_array
 
-__all__ = ["matmul", "dot_rows", "scaled_matmul", "resolve_unit", "add_fp32", "thread_count", "THREAD_MIN_MACS"]
+if TYPE_CHECKING:  # scaling imports gemm's neighbours; only for the annotations
+    from .scaling import ScaledTensor
+
+#: what a ``unit`` argument accepts: a unit object or a unit string ("H100:e4m3", "exact", "fp32_fma")
+Unit = BlockFMA | ExactUnit | FMAUnit | str
+
+__all__ = ["Unit", "matmul", "dot_rows", "scaled_matmul", "resolve_unit", "add_fp32", "thread_count", "THREAD_MIN_MACS"]
 
 FP32 = get_format("float32")
 
 
-def resolve_unit(unit):
+def resolve_unit(unit: Unit) -> BlockFMA | ExactUnit | FMAUnit:
     """A unit object from a unit or a string: ``"H100:e4m3"``, ``"H100:e5m2,e4m3"``
     (mixed operands), ``"exact"``, ``"fp32_fma"``.
 
@@ -70,7 +79,7 @@ def _operand(x, name, fmt, quantize_inputs):
     return v
 
 
-def add_fp32(acc, x):
+def add_fp32(acc: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``acc + x`` rounded once to nearest-even FP32, for float64 arrays of FP32 values.
 
     >>> add_fp32(np.array([1.0]), np.array([2.0**-24 + 2.0**-40])).tolist()   # above the midpoint
@@ -85,8 +94,18 @@ def add_fp32(acc, x):
         return np.where(mid & ((e > 0) == (d > 0)), o, r)
 
 
-def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out_format=None, tile_elems=None,
-           threads=None):
+def matmul(
+    a: ArrayLike,
+    b: ArrayLike,
+    c: ArrayLike | None = None,
+    *,
+    unit: Unit,
+    promote_every: int | None = None,
+    quantize_inputs: bool = False,
+    out_format: FormatLike | None = None,
+    tile_elems: int | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
     """``a @ b + c`` as a simulated unit computes it.
 
     Parameters
@@ -151,7 +170,17 @@ def matmul(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out
     return out if out_format is None else quantize(out, out_format)
 
 
-def dot_rows(a, b, c=None, *, unit, promote_every=None, quantize_inputs=False, out_format=None, tile_elems=None):
+def dot_rows(
+    a: ArrayLike,
+    b: ArrayLike,
+    c: ArrayLike | None = None,
+    *,
+    unit: Unit,
+    promote_every: int | None = None,
+    quantize_inputs: bool = False,
+    out_format: FormatLike | None = None,
+    tile_elems: int | None = None,
+) -> np.ndarray:
     """Row-wise dot products ``sum(a[i] * b[i]) + c[i]`` through a unit.
 
     ``a`` and ``b`` are (R, K); ``c`` broadcasts to (R,); returns (R,).
@@ -205,7 +234,7 @@ def _addend(c, shape):
 THREAD_MIN_MACS = 1 << 22
 
 
-def thread_count(threads, rows, macs):
+def thread_count(threads: int | None, rows: int, macs: int) -> int:
     """How many threads ``threads`` means for a product of ``rows`` rows and ``macs`` multiply-accumulates.
 
     ``None``: the cores this process may use, for products of at least
@@ -319,7 +348,15 @@ def _fma(a, b, c):
 
 # --- scaled GEMM pipelines -------------------------------------------------------
 
-def scaled_matmul(A, B, *, unit, promote_every=None, out_format="bfloat16", semantics=None):
+def scaled_matmul(
+    A: ScaledTensor,
+    B: ScaledTensor,
+    *,
+    unit: Unit,
+    promote_every: int | None = None,
+    out_format: FormatLike = "bfloat16",
+    semantics: str | None = None,
+) -> np.ndarray:
     """A scaled FP8/MX GEMM pipeline: quantized operands -> unit -> scales -> output rounding.
 
     Parameters

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .accumulate import BlockFMA
-from .formats import get_format
+from .formats import FormatLike, get_format
 
 __all__ = ["tensor_core", "GPUS", "load_vectors", "has_vectors", "VECTOR_SETS", "PACKED_VECTORS", "B200_FP8_NOTES"]
 
@@ -72,7 +72,8 @@ too matches 3183.
 """
 
 
-def tensor_core(gpu: str, in_format, out_format="float32", b_format=None) -> BlockFMA:
+def tensor_core(gpu: str, in_format: FormatLike, out_format: FormatLike = "float32",
+                b_format: FormatLike | None = None) -> BlockFMA:
     """The block FMA a GPU's tensor cores use for an input format.
 
     Parameters
@@ -149,7 +150,7 @@ VECTOR_SETS = [
 PACKED_VECTORS = Path(__file__).resolve().parent.parent / "tests" / "data" / "hw_vectors.npz"
 
 
-def has_vectors(root, gpu: str, fmt_dir: str, output: str = "fp32") -> bool:
+def has_vectors(root: str | Path, gpu: str, fmt_dir: str, output: str = "fp32") -> bool:
     """Whether ``root`` (a hw-vectors folder or a packed file) holds that set with that output."""
     root = Path(root)
     if root.is_file():
@@ -158,7 +159,7 @@ def has_vectors(root, gpu: str, fmt_dir: str, output: str = "fp32") -> bool:
     return (root / gpu / fmt_dir / f"d_{gpu}_{output}.txt").is_file()
 
 
-def load_vectors(root, gpu: str, fmt_dir: str, output: str = "fp32"):
+def load_vectors(root: str | Path, gpu: str, fmt_dir: str, output: str = "fp32") -> dict:
     """Read one set of measured tensor-core outputs.
 
     ``root`` is the folder of the text layout (``../shared/hw-vectors``) or

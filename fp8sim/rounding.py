@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import enum
 
-import numpy as np
+from typing import Any
 
-from .formats import FloatFormat, as_numpy, check_bool, get_format
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .formats import FloatFormat, FormatLike, as_numpy, check_bool, get_format
 
 __all__ = ["RoundingMode", "Overflow", "quantize", "resolve_overflow", "rounding_mode", "as_float64", "reject_masked", "to_array"]
 
@@ -93,7 +96,7 @@ def _enum_value(enum_cls, value, arg):
                          f"{sorted(aliases)}, got {value!r}") from None
 
 
-def rounding_mode(value, arg="rounding") -> RoundingMode:
+def rounding_mode(value: RoundingMode | str, arg: str = "rounding") -> RoundingMode:
     """Resolve a rounding-mode name (any case, short names such as ``"rne"``, ``"rtz"``).
 
     >>> rounding_mode("RTZ")
@@ -102,7 +105,7 @@ def rounding_mode(value, arg="rounding") -> RoundingMode:
     return _enum_value(RoundingMode, value, arg)
 
 
-def resolve_overflow(fmt: FloatFormat, overflow) -> Overflow:
+def resolve_overflow(fmt: FloatFormat, overflow: Overflow | str | None) -> Overflow:
     """The overflow policy that applies: ``overflow`` checked, or the format's own.
 
     >>> from fp8sim import get_format
@@ -121,7 +124,7 @@ def resolve_overflow(fmt: FloatFormat, overflow) -> Overflow:
     return policy
 
 
-def as_float64(x, arg="x"):
+def as_float64(x: ArrayLike, arg: str = "x") -> tuple[np.ndarray, np.ndarray | None]:
     """Convert an array-like of real numbers to float64, exactly.
 
     Returns ``(values, inexact)``: ``inexact`` is ``None`` when every value
@@ -167,14 +170,14 @@ def as_float64(x, arg="x"):
     raise TypeError(f"{arg} must be real numbers, got an array of dtype {arr.dtype}")
 
 
-def to_array(x, arg="x") -> np.ndarray:
+def to_array(x: ArrayLike, arg: str = "x") -> np.ndarray:
     """``numpy.asarray`` of an input: masked arrays refused, torch / JAX arrays converted bit for bit
     (:func:`fp8sim.formats.as_numpy`)."""
     reject_masked(x, arg)
     return np.asarray(as_numpy(x, arg))
 
 
-def reject_masked(x, arg="x"):
+def reject_masked(x: Any, arg: str = "x") -> None:
     """``TypeError`` for a masked array: fp8sim never drops a mask and computes on the hidden data."""
     if np.ma.isMaskedArray(x):
         raise TypeError(
@@ -187,7 +190,16 @@ def _mask_or_none(mask):
     return mask if mask.any() else None
 
 
-def quantize(x, fmt, rounding="nearest_even", overflow=None, *, rng=None, sr_bits=None, subnormals=True):
+def quantize(
+    x: ArrayLike,
+    fmt: FormatLike,
+    rounding: RoundingMode | str = "nearest_even",
+    overflow: Overflow | str | None = None,
+    *,
+    rng: np.random.Generator | int | None = None,
+    sr_bits: int | None = None,
+    subnormals: bool = True,
+) -> np.ndarray:
     """Round real values onto a number format.
 
     Parameters

@@ -46,14 +46,19 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .accumulate import round_pair
 from .codec import encode
-from .formats import FloatFormat, get_format
+from .formats import FloatFormat, FormatLike, get_format
 from .rounding import as_float64, quantize, rounding_mode
 
-__all__ = ["ScaledTensor", "quantize_scaled", "DelayedScaling", "tile_shape"]
+#: what a ``granularity`` accepts: a name ("tensor", "row", "col", "mx32", "nvfp4" or an alias) or a tile shape
+Granularity = str | tuple
+
+__all__ = ["Granularity", "ScaledTensor", "quantize_scaled", "DelayedScaling", "tile_shape"]
 
 FP32 = get_format("float32")
 E8M0 = get_format("float8_e8m0fnu")
@@ -143,7 +148,7 @@ def _granularity_name(g):
     return g
 
 
-def tile_shape(granularity, shape, axis=-1):
+def tile_shape(granularity: Granularity, shape: tuple, axis: int = -1) -> tuple:
     """Tile shape in elements for a granularity and a tensor shape (``axis``: MX/NVFP4 blocks).
 
     >>> tile_shape((1, 128), (4, 256)), tile_shape("row", (4, 256)), tile_shape("mx32", (4, 64))
@@ -307,20 +312,20 @@ def _elements(x, scales_full, fmt, rounding, rng=None, sr_bits=None):
 
 
 def quantize_scaled(
-    x,
-    fmt="e4m3",
-    granularity="tensor",
+    x: ArrayLike,
+    fmt: FormatLike = "e4m3",
+    granularity: Granularity = "tensor",
     *,
-    amax_epsilon=0.0,
-    margin=0,
-    pow2=None,
-    mx_scale="floor",
-    rounding="nearest_even",
-    nonfinite=None,
-    delayed=None,
-    axis=-1,
-    rng=None,
-    sr_bits=None,
+    amax_epsilon: float = 0.0,
+    margin: float = 0,
+    pow2: str | None = None,
+    mx_scale: str = "floor",
+    rounding: str = "nearest_even",
+    nonfinite: str | None = None,
+    delayed: DelayedScaling | None = None,
+    axis: int = -1,
+    rng: np.random.Generator | int | None = None,
+    sr_bits: int | None = None,
 ) -> ScaledTensor:
     """Quantize with block scales; see the module notes for every rule.
 
@@ -462,7 +467,7 @@ class DelayedScaling:
     (0.0022321429569274187, [1.0, 1.0])
     """
 
-    def __init__(self, fmt="e4m3", history_len=1024, algo="max", margin=0):
+    def __init__(self, fmt: FormatLike = "e4m3", history_len: int = 1024, algo: str = "max", margin: float = 0):
         self.fmt = get_format(fmt)
         if isinstance(history_len, bool) or not isinstance(history_len, int) or history_len < 1:
             raise ValueError(f"history_len must be a positive int, got {history_len!r}")
@@ -473,7 +478,7 @@ class DelayedScaling:
         self.history = deque(maxlen=history_len)
         self.scale = 1.0
 
-    def record(self, amax: float):
+    def record(self, amax: float) -> None:
         """Append an amax and update the scale for the next tensor."""
         if isinstance(amax, (bool, np.bool_)) or not isinstance(amax, (int, float, np.integer, np.floating)):
             raise TypeError(f"amax must be a real number, got {amax!r}")

@@ -14,12 +14,14 @@ without fp8sim; their layout is documented in :func:`write_golden`.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .codec import decode, encode
-from .formats import FloatFormat, Specials, get_format
+from .formats import FloatFormat, FormatLike, Specials, get_format
 from .rounding import to_array
 
 __all__ = [
@@ -139,7 +141,7 @@ def _distance(oa, ob):
     return np.where(oa >= ob, ua - ub, ub - ua)
 
 
-def bit_patterns(x, fmt=None) -> np.ndarray:
+def bit_patterns(x: ArrayLike, fmt: FormatLike | None = None) -> np.ndarray:
     """Bit patterns of ``x`` as codes of ``fmt`` (uint64 for formats over 32 bits).
 
     Integers are codes already and must lie in ``[0, 2**fmt.bits)``
@@ -166,7 +168,7 @@ def bit_patterns(x, fmt=None) -> np.ndarray:
     return _bits_in(arr, fmt, "x").astype(fmt.code_dtype)
 
 
-def ulp_distance(x, y, fmt) -> np.ndarray:
+def ulp_distance(x: ArrayLike, y: ArrayLike, fmt: FormatLike) -> np.ndarray:
     """How many representable values of ``fmt`` lie between ``x`` and ``y`` (0: equal).
 
     ``x`` and ``y`` are values representable in ``fmt`` (or arrays of its
@@ -248,7 +250,8 @@ def _int_compare(a_arr, e_arr):
     return bad, ua, ue, na, ne
 
 
-def compare_bitwise(actual, expected, fmt=None, *, equal_nan=False, max_report=5) -> Comparison:
+def compare_bitwise(actual: ArrayLike, expected: ArrayLike, fmt: FormatLike | None = None, *,
+                    equal_nan: bool = False, max_report: int = 5) -> Comparison:
     """Compare two arrays bit for bit; see :func:`assert_bitwise_equal` for the rules.
 
     >>> import numpy as np
@@ -331,7 +334,8 @@ def _compare_ints(a_arr, e_arr, max_report):
     return out
 
 
-def assert_bitwise_equal(actual, expected, fmt=None, *, equal_nan=False, max_report=5):
+def assert_bitwise_equal(actual: ArrayLike, expected: ArrayLike, fmt: FormatLike | None = None, *,
+                         equal_nan: bool = False, max_report: int = 5) -> None:
     """Raise ``AssertionError`` unless ``actual`` and ``expected`` are equal bit for bit.
 
     Parameters
@@ -381,7 +385,7 @@ def assert_bitwise_equal(actual, expected, fmt=None, *, equal_nan=False, max_rep
 
 # --- golden vectors ------------------------------------------------------------------------------
 
-def write_golden(path, arrays: dict, config: dict):
+def write_golden(path: str | os.PathLike, arrays: dict, config: dict) -> None:
     """Write a golden-vector file (``numpy.savez_compressed``).
 
     Layout (version 1), readable with any NPZ reader (a ZIP of ``.npy`` files):
@@ -411,10 +415,9 @@ def write_golden(path, arrays: dict, config: dict):
 GOLDEN_MAX_BYTES = 1 << 30
 
 
-def regular_file(path, what="file"):
+def regular_file(path: str | os.PathLike, what: str = "file") -> int:
     """``path`` if it names a regular file; ``ValueError`` for a FIFO, a device, a directory or nothing
     (so reading never blocks on a pipe)."""
-    import os
     import stat
 
     try:
@@ -426,7 +429,7 @@ def regular_file(path, what="file"):
     return st.st_size
 
 
-def read_npy(path, *, with_raw=False):
+def read_npy(path: str | os.PathLike, *, with_raw: bool = False):
     """A ``.npy`` file as an array, including what NumPy alone cannot load.
 
     ml_dtypes arrays saved with ``numpy.save`` carry descriptors such as
@@ -507,7 +510,7 @@ def _read_member(zf, info, limit):
     return (arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)).copy()
 
 
-def read_golden(path, *, max_bytes=GOLDEN_MAX_BYTES):
+def read_golden(path: str | os.PathLike, *, max_bytes: int = GOLDEN_MAX_BYTES) -> tuple[dict, dict]:
     """(arrays, config) of a golden file; ``ValueError`` if it is not one.
 
     The file is read without trusting it: only regular files; every member

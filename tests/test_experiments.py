@@ -139,3 +139,11 @@ def test_torch_differences(tmp_path):
     assert by[("float16", "float32")]["default"] == {}
     assert "double rounding" in by[("float16", "float64")]["default"]  # torch rounds float64 through float32
     assert (tmp_path / "torch_differences.json").exists()
+
+
+def test_json_records_commit_and_full_command(tmp_path):
+    from experiments import format_error
+
+    format_error.main(["--quick", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "format_error.json").read_text())
+    assert record["command"].startswith("python") and "git_commit" in record

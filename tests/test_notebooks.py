@@ -25,3 +25,7 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    # every cell that draws a figure shows it inline, as an image in the executed notebook
+    for c in nb.cells:
+        if c.cell_type == "code" and "plt.subplots" in c.source:
+            assert any("image/png" in o.get("data", {}) for o in c.outputs), c.source[:80]
