@@ -8,7 +8,7 @@
 from . import accumulate, bounds, codec, formats, gemm, hardware, reference, rounding, scaling, testing  # noqa: F401
 from .accumulate import BlockFMA, ExactUnit, FMAUnit
 from .codec import decode, encode
-from .formats import FloatFormat, get_format
+from .formats import FloatFormat, get_format, like_input
 from .gemm import matmul, scaled_matmul
 from .rounding import Overflow, RoundingMode, quantize
 from .scaling import DelayedScaling, ScaledTensor, quantize_scaled
@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "FloatFormat",
     "get_format",
+    "like_input",
     "quantize",
     "encode",
     "decode",

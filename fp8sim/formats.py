@@ -26,7 +26,7 @@ import numpy as np
 #: what a ``fmt`` argument accepts: a name or alias, a FloatFormat, a NumPy / ml_dtypes / torch dtype
 FormatLike = Union[str, "FloatFormat", np.dtype, type, Any]  # noqa: UP007 (a forward reference)
 
-__all__ = ["Specials", "FloatFormat", "FormatLike", "get_format", "check_bool", "as_numpy", "NAMED_FORMATS", "ALIASES"]
+__all__ = ["Specials", "FloatFormat", "FormatLike", "get_format", "check_bool", "as_numpy", "like_input", "NAMED_FORMATS", "ALIASES"]
 
 #: torch dtypes whose bits are an ml_dtypes dtype of the same name (viewed through an integer type)
 _TORCH_VIEWS = {
@@ -76,6 +76,29 @@ def as_numpy(x: Any, arg: str = "x") -> Any:
                             "call it outside jit, or through jax.pure_callback")
         return np.asarray(x)
     return x
+
+
+def like_input(result: np.ndarray, like: Any) -> Any:
+    """``result`` (a NumPy array from fp8sim) in the array type of ``like``, the caller's input.
+
+    A torch tensor gives a float64 tensor on ``like``'s device (values
+    exact: fp8sim's results are float64 values or integer codes); a JAX
+    array gives a ``jax.numpy`` array; anything else gives ``result``.
+
+    >>> import numpy as np
+    >>> like_input(np.array([1.5]), [1.0]).tolist()
+    [1.5]
+    """
+    module = type(like).__module__ or ""
+    if module.startswith("torch") and hasattr(like, "device"):
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(result)).to(like.device)
+    if module.startswith("jax"):
+        import jax.numpy as jnp
+
+        return jnp.asarray(result)
+    return result
 
 
 def check_bool(value: Any, arg: str) -> bool:

@@ -68,3 +68,11 @@ def test_torch_dtypes_as_formats():
         fp8sim.get_format(torch.int8)
     with pytest.raises(TypeError, match="packed FP4"):
         fp8sim.quantize(torch.zeros(2, dtype=torch.uint8).view(torch.float4_e2m1fn_x2), "e2m1")
+
+
+def test_results_back_in_the_input_array_type():
+    t = torch.tensor([0.3, 500.0], dtype=torch.float32)
+    out = fp8sim.like_input(fp8sim.quantize(t, "e4m3", overflow="saturate"), t)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float64 and out.device == t.device
+    assert out.tolist() == [0.3125, 448.0]
+    assert isinstance(fp8sim.like_input(np.zeros(2), np.ones(2)), np.ndarray)
