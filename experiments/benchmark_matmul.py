@@ -39,7 +39,7 @@ import numpy as np
 import fp8sim
 from fp8sim.accumulate import dot_chain
 from fp8sim.gemm import thread_count
-from fp8sim.hardware import _PRESETS, tensor_core
+from fp8sim.hardware import presets, tensor_core
 
 try:
     from ._common import median_seconds, out_dir, script_parser, write_json
@@ -228,13 +228,13 @@ def mmaemu_sweep(sizes, K, repeats, seed):
 def units_table(M, N, K, repeats, seed):
     rng = np.random.default_rng(seed)
     out = {}
-    for (gpu, fmt) in sorted(_PRESETS):
-        unit = tensor_core(gpu, fmt)
+    for gpu, instr, fmt, _ in presets():
+        unit = tensor_core(gpu, fmt, instruction=instr)
         a, b = inputs(rng, M, K, N, fmt)
         t = median_seconds(lambda: fp8sim.matmul(a, b, unit=unit, threads=1), repeats)
-        out[f"{gpu}:{fmt}"] = {"s": t, "mac_per_s": M * N * K / t, "work_type": "float32"
+        out[unit.name] = {"s": t, "mac_per_s": M * N * K / t, "work_type": "float32"
                                if fp8sim.accumulate._Plan(unit).dtype == np.float32 else "float64"}
-    ref = out["H100:float8_e4m3fn"]["mac_per_s"]
+    ref = out["H100:float8_e4m3fn@mma.sync"]["mac_per_s"]
     for v in out.values():
         v["rate_vs_h100_e4m3"] = v["mac_per_s"] / ref
     return out
@@ -308,7 +308,7 @@ def report(res):
                   f"-> fp8sim {v['speedup']:.2f}x faster")
     print("every preset unit, one thread, MAC rate against the H100 E4M3 unit:")
     for name, v in res["units"].items():
-        print(f"  {name:22s} {v['mac_per_s'] / 1e6:8.1f} M MAC/s  {v['rate_vs_h100_e4m3']:5.2f}x  ({v['work_type']} terms)")
+        print(f"  {name:36s} {v['mac_per_s'] / 1e6:8.1f} M MAC/s  {v['rate_vs_h100_e4m3']:5.2f}x  ({v['work_type']} terms)")
     s = res["scaling"]
     print(f"DeepGEMM scaled_matmul / matmul(promote 128): {s['scaled_over_matmul']:.2f} (target <= 1.2); "
           f"quantize_scaled of both / matmul: {s['quantize_over_matmul']:.2f} (target <= 0.3)")

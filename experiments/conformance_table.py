@@ -41,18 +41,16 @@ def addend(gpu, fmt_dir, c):
 
 def check_set(root, gpu, fmt_dir):
     v = load_vectors(root, gpu, fmt_dir)
-    unit = tensor_core(gpu, v["in_format"])
+    unit = tensor_core(gpu, v["in_format"], instruction="mma.sync")  # the measured instruction
     got = dot_rows(v["a"], v["b"], addend(gpu, fmt_dir, v["c"]), unit=unit)
     row = {"gpu": gpu, "format": fmt_dir, "unit": unit.name, "block": unit.block, "align_bits": unit.align_bits,
            "out_frac_bits": unit.out_frac_bits, "rows": len(got),
            "fp32_matched": int((got.astype(np.float32).view(np.uint32) == v["d_bits"]).sum())}
     if has_vectors(root, gpu, fmt_dir, "fp16"):
         v16 = load_vectors(root, gpu, fmt_dir, output="fp16")
-        c16 = fp8sim.quantize(addend(gpu, fmt_dir, v16["c"]), "float16")
-        try:
-            unit16, row["fp16_modelled"] = tensor_core(gpu, v["in_format"], out_format="float16"), True
-        except ValueError:
-            unit16, row["fp16_modelled"] = unit, False
+        c16 = fp8sim.quantize(v16["c"], "float16")  # the FP16-output rows used their C, H100 FP8 included
+        unit16 = tensor_core(gpu, v["in_format"], out_format="float16", instruction="mma.sync")
+        row["fp16_modelled"] = True
         out16 = dot_rows(v16["a"], v16["b"], c16, unit=unit16, out_format="float16")
         row["fp16_matched"] = int((out16.astype(np.float32).view(np.uint32) == v16["d_bits"]).sum())
     return row
@@ -68,7 +66,7 @@ def run(root):
 
 
 def markdown(rows):
-    lines = ["| GPU | input | block | F | out frac bits | FP32 output: rows matched | FP16 output (stretch): rows matched |",
+    lines = ["| GPU | input | block | F | out frac bits | FP32 output: rows matched | FP16 output: rows matched |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         fp16 = f"{r['fp16_matched']} / {r['rows']}" if "fp16_matched" in r else "no data"

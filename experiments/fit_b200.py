@@ -40,7 +40,7 @@ def run(root, widths):
     table = {}
     for fmt_dir in ("E4M3", "E5M2"):
         v = load_vectors(root, "B200", fmt_dir)
-        base = tensor_core("B200", v["in_format"])
+        base = tensor_core("B200", v["in_format"], instruction="mma.sync")
         for name, params in VARIANTS.items():
             for F in widths:
                 unit = base.replace(align_bits=F, **params)

@@ -6,7 +6,7 @@
 """
 
 from . import accumulate, bounds, codec, formats, gemm, hardware, reference, rounding, scaling, testing  # noqa: F401
-from .accumulate import BlockFMA, ExactUnit, FMAUnit
+from .accumulate import BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit
 from .codec import decode, encode
 from .formats import FloatFormat, get_format, like_input
 from .gemm import matmul, scaled_matmul
@@ -27,6 +27,7 @@ __all__ = [
     "BlockFMA",
     "ExactUnit",
     "FMAUnit",
+    "SplitFP16Unit",
     "matmul",
     "quantize_scaled",
     "scaled_matmul",

@@ -38,7 +38,7 @@ from numpy.typing import ArrayLike
 from .formats import FloatFormat, FormatLike, check_bool, get_format
 from .rounding import quantize, rounding_mode
 
-__all__ = ["BlockFMA", "ExactUnit", "FMAUnit", "round_pair", "two_sum", "dot_chain"]
+__all__ = ["BlockFMA", "ExactUnit", "FMAUnit", "SplitFP16Unit", "round_pair", "two_sum", "dot_chain", "split_fp16_chain"]
 
 FP32 = get_format("float32")
 
@@ -167,6 +167,74 @@ class FMAUnit:
     """
 
     name: str = "fp32_fma"
+
+
+@dataclass(frozen=True)
+class SplitFP16Unit:
+    """FP8 ``mma.sync`` with FP16 output on Hopper and Blackwell, as the measured rows show it.
+
+    Per block of 32 products (k = 0 ... 31 within the block), with
+    ``G1 = {k : k mod 4 in (0, 1)}`` and ``G2 = {k : k mod 4 in (2, 3)}``:
+    ``t1 = step(G1 products, C = 0)``, ``t2 = step(G2 products, C = t1)``,
+    ``D = round_fp16(t2 + C)`` (one nearest-even rounding, FP16's range,
+    overflow to Inf), where ``step`` is the FP16-input, FP16-output unit of
+    the same GPU (16 products, F = 25, each step rounded to nearest with 10
+    fraction bits; the FP8 inputs are FP16 values exactly, and their
+    exponents are those of FP16).  Over K, each block's D is the next
+    block's C (an assumption: the measured rows have K = 32).  It fits every
+    FP16-output row of the H100 and B200 E4M3 and E5M2 sets (5000 each,
+    with the addend C the sets hold), consistent with FP8 ``mma.sync`` being
+    emulated on FP16 tensor cores.  The scalar twin is
+    :func:`fp8sim.reference.split_fp16_dot`.
+
+    Parameters
+    ----------
+    step : BlockFMA
+        The FP16-input, FP16-output step (``tensor_core(gpu, "float16", out_format="float16")``).
+    in_format, b_format : FloatFormat or str
+        The FP8 operand formats.
+    """
+
+    step: BlockFMA
+    in_format: FloatFormat
+    b_format: FloatFormat | None = None
+    block: int = 32
+    name: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "in_format", get_format(self.in_format))
+        object.__setattr__(self, "b_format", self.in_format if self.b_format is None else get_format(self.b_format))
+        if not isinstance(self.step, BlockFMA) or self.step.in_format.name != "float16":
+            raise ValueError("step must be a BlockFMA with float16 inputs (the FP16 path of the same GPU)")
+        if self.block != 32:
+            raise ValueError(f"block must be 32 (two groups of 16 products), got {self.block!r}")
+
+    @property
+    def groups(self):
+        """(G1, G2): the positions within a 32-product block of each half."""
+        return tuple(k for k in range(32) if k % 4 < 2), tuple(k for k in range(32) if k % 4 >= 2)
+
+
+def split_fp16_chain(a, b, c, unit: SplitFP16Unit, *, paired=False, tile_elems=None) -> np.ndarray:
+    """:class:`SplitFP16Unit` chained over K: a (M, K) @ b (K, N) + c (or row-paired, as dot_chain)."""
+    g1, g2 = (np.array(g) for g in unit.groups)
+    out = np.asarray(c, np.float64)
+    K = a.shape[1]
+    for k0 in range(0, K, unit.block):
+        kb = min(unit.block, K - k0)
+        i1, i2 = k0 + g1[g1 < kb], k0 + g2[g2 < kb]
+
+        def part(idx, cc):
+            if idx.size == 0:
+                return np.asarray(cc, np.float64)
+            bb = b[:, idx] if paired else b[idx]
+            return dot_chain(a[:, idx], bb, cc, unit.step, paired=paired, tile_elems=tile_elems)
+
+        t1 = part(i1, np.zeros_like(out))
+        t2 = part(i2, t1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out = quantize(t2 + out, "float16")  # both FP16-grid values: the float64 sum is exact
+    return out
 
 
 def two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .accumulate import BlockFMA, ExactUnit, FMAUnit, dot_chain, two_sum
+from .accumulate import BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit, dot_chain, split_fp16_chain, two_sum
 from .formats import FormatLike, check_bool, get_format
 from .hardware import tensor_core
 from .rounding import as_float64, quantize, to_array
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # scaling imports gemm's neighbours; only for the annotations
     from .scaling import ScaledTensor
 
 #: what a ``unit`` argument accepts: a unit object or a unit string ("H100:e4m3", "exact", "fp32_fma")
-Unit = BlockFMA | ExactUnit | FMAUnit | str
+Unit = BlockFMA | ExactUnit | FMAUnit | SplitFP16Unit | str
 
 __all__ = ["Unit", "matmul", "dot_rows", "scaled_matmul", "resolve_unit", "add_fp32", "thread_count", "THREAD_MIN_MACS"]
 
@@ -36,23 +36,26 @@ FP32 = get_format("float32")
 
 def resolve_unit(unit: Unit) -> BlockFMA | ExactUnit | FMAUnit:
     """A unit object from a unit or a string: ``"H100:e4m3"``, ``"H100:e5m2,e4m3"``
-    (mixed operands), ``"exact"``, ``"fp32_fma"``.
+    (mixed operands), ``"B200:e4m3@mma.sync"`` (an instruction other than the
+    GPU's default), ``"exact"``, ``"fp32_fma"``.
 
-    >>> resolve_unit("H100:e5m2").block
-    32
+    >>> resolve_unit("H100:e5m2").block, resolve_unit("B200:e4m3@mma.sync").c_in_alignment
+    (32, False)
     """
-    if isinstance(unit, (BlockFMA, ExactUnit, FMAUnit)):
+    if isinstance(unit, (BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit)):
         return unit
     if isinstance(unit, str):
-        if unit == "exact":
+        if unit.strip().lower() == "exact":
             return ExactUnit()
-        if unit == "fp32_fma":
+        if unit.strip().lower() == "fp32_fma":
             return FMAUnit()
         if ":" in unit:
             gpu, fmts = unit.split(":", 1)
+            fmts, _, instr = fmts.partition("@")
             fa, _, fb = fmts.partition(",")
-            return tensor_core(gpu, fa, b_format=fb or None)
-    raise ValueError(f"unit must be a BlockFMA, ExactUnit, FMAUnit, 'GPU:format', 'exact' or 'fp32_fma'; got {unit!r}")
+            return tensor_core(gpu, fa.strip(), b_format=fb.strip() or None, instruction=instr.strip() or None)
+    raise ValueError(f"unit must be a BlockFMA, ExactUnit, FMAUnit, 'GPU:format[,b_format][@instruction]', 'exact' "
+                     f"or 'fp32_fma'; got {unit!r}")
 
 
 def _operand(x, name, fmt, quantize_inputs):
@@ -165,6 +168,8 @@ def matmul(
         out = _exact(a, b, c)
     elif isinstance(unit, FMAUnit):
         out = _fma(a, b, c)
+    elif isinstance(unit, SplitFP16Unit):
+        out = split_fp16_chain(a, b, c, unit, tile_elems=tile_elems)
     else:
         out = _chained(a, b, c, unit, promote_every, tile_elems, paired=False, threads=threads)
     return out if out_format is None else quantize(out, out_format)
@@ -194,19 +199,22 @@ def dot_rows(
     [3.0, -1.0]
     """
     unit, a, b = _prepare(a, b, unit, promote_every, quantize_inputs)
-    if not isinstance(unit, BlockFMA):
-        raise ValueError("dot_rows needs a BlockFMA unit")
+    if not isinstance(unit, (BlockFMA, SplitFP16Unit)):
+        raise ValueError("dot_rows needs a tensor-core unit (BlockFMA or SplitFP16Unit)")
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"a and b must be 2-D of the same shape, got {a.shape} and {b.shape}")
     c = _addend(c, (a.shape[0], 1)) if np.ndim(c) == 0 or c is None else _addend(to_array(c, "c")[:, None], (a.shape[0], 1))
-    out = _chained(a, b, c, unit, promote_every, tile_elems, paired=True)[:, 0]
+    if isinstance(unit, SplitFP16Unit):
+        out = split_fp16_chain(a, b, c, unit, paired=True, tile_elems=tile_elems)[:, 0]
+    else:
+        out = _chained(a, b, c, unit, promote_every, tile_elems, paired=True)[:, 0]
     return out if out_format is None else quantize(out, out_format)
 
 
 def _prepare(a, b, unit, promote_every, quantize_inputs):
     unit = resolve_unit(unit)
     quantize_inputs = check_bool(quantize_inputs, "quantize_inputs")
-    fa, fb = (unit.in_format, unit.b_format) if isinstance(unit, BlockFMA) else (FP32, FP32)
+    fa, fb = (unit.in_format, unit.b_format) if isinstance(unit, (BlockFMA, SplitFP16Unit)) else (FP32, FP32)
     a = _operand(a, "a", fa, quantize_inputs)
     b = _operand(b, "b", fb, quantize_inputs)
     if promote_every is not None:

@@ -1,4 +1,4 @@
-"""Measured presets: which :class:`~fp8sim.accumulate.BlockFMA` each GPU uses.
+"""Matrix units keyed by GPU, instruction and formats: the instruction table as data.
 
 Parameters follow Fasi, Higham, Mikaitis & Pranesh (PeerJ Comput. Sci.
 7:e330, 2021) for V100, and Khattak & Mikaitis ("Accurate Models of NVIDIA
@@ -7,9 +7,14 @@ checked bit for bit against the measured outputs in the conformance data
 (``tests/test_conformance.py``; the table in the README comes from
 ``experiments/conformance_table.py``).
 
-B200 with FP8 inputs does not fit the truncating model: ``C`` is added
-after the products' truncated FP32 sum, with a rounding to nearest-even.
-See ``B200_FP8_NOTES``.
+Each preset records what validated it (:func:`validation`): the measured
+``mma.sync`` rows, or MMA-Sim's published table (Chen et al., arXiv
+2511.10909) for instructions without measured rows (``wgmma``,
+``tcgen05``, sm_120).  B200's FP8 ``mma.sync`` does not fit the truncating
+model: ``C`` is added after the products' truncated FP32 sum, with a
+rounding to nearest-even (``B200_FP8_NOTES``); ``tcgen05``, which library
+GEMMs run on B200, is the published truncating unit with C in the
+alignment and F = 25.
 """
 
 from __future__ import annotations
@@ -21,43 +26,84 @@ import numpy as np
 from .accumulate import BlockFMA
 from .formats import FormatLike, get_format
 
-__all__ = ["tensor_core", "GPUS", "load_vectors", "has_vectors", "VECTOR_SETS", "PACKED_VECTORS", "B200_FP8_NOTES"]
+__all__ = ["tensor_core", "validation", "presets", "DEFAULT_INSTRUCTION", "INSTRUCTIONS", "GPUS", "load_vectors", "has_vectors", "VECTOR_SETS", "PACKED_VECTORS", "B200_FP8_NOTES"]
 
 #: canonical GPU names and their aliases (upper case; lookups ignore case, spaces, '-' and '_').  An alias
-#: names a part of the same architecture as the part that was measured and gets that part's unit: H200,
-#: H800, H20 and GH200 are Hopper (sm_90, measured: H100); GB200 is Blackwell (sm_100, measured: B200);
-#: A30 is GA100 (sm_80, measured: A100); the RTX 40 series and L4 are Ada (sm_89, measured: an RTX
-#: 4000-class Ada card, "Ada"); the architecture and compute-capability names map the same way.
+#: names a part of the same architecture as the part that was measured (or modelled) and gets that part's
+#: units: H200, H800, H20 and GH200 are Hopper (sm_90, measured: H100); GB200 is Blackwell (sm_100,
+#: measured: B200); A30, A2 and the RTX 30 series are Ampere (modelled as A100 by both published models;
+#: measured: A100); the RTX 40 series and L4 are Ada (sm_89, measured: an RTX 4000-class Ada card, "Ada");
+#: T4 is Turing (MMA-Sim's table, not measured); the RTX 50 series and RTX PRO 6000 are RTX Blackwell
+#: (sm_120, MMA-Sim's table, not measured: "RTX50").
 GPUS = {"V100": "V100", "A100": "A100", "ADA": "Ada", "L40S": "L40S", "H100": "H100", "H200": "H100", "B200": "B200",
-        "VOLTA": "V100", "SM70": "V100", "A30": "A100", "AMPERE": "A100", "SM80": "A100",
+        "VOLTA": "V100", "SM70": "V100", "A30": "A100", "A2": "A100", "AMPERE": "A100", "SM80": "A100",
+        "SM86": "A100", "RTX3090": "A100", "RTX3080": "A100", "RTX3070": "A100", "RTX3060": "A100",
         "ADALOVELACE": "Ada", "SM89": "Ada", "L4": "Ada", "RTX4090": "Ada", "RTX4080": "Ada", "RTX4070": "Ada",
         "RTX4060": "Ada", "H800": "H100", "H20": "H100", "GH200": "H100", "HOPPER": "H100", "SM90": "H100",
-        "SM90A": "H100", "GB200": "B200", "BLACKWELL": "B200", "SM100": "B200", "SM100A": "B200"}
+        "SM90A": "H100", "GB200": "B200", "BLACKWELL": "B200", "SM100": "B200", "SM100A": "B200",
+        "T4": "T4", "TURING": "T4", "SM75": "T4",
+        "RTX50": "RTX50", "RTX5090": "RTX50", "RTX5080": "RTX50", "RTX5070": "RTX50", "RTXPRO6000": "RTX50",
+        "RTXBLACKWELL": "RTX50", "SM120": "RTX50", "SM120A": "RTX50"}
+
+#: the instruction a library GEMM runs on each GPU (cuBLAS, CUTLASS, DeepGEMM, Transformer Engine)
+DEFAULT_INSTRUCTION = {"V100": "mma.sync", "T4": "mma.sync", "A100": "mma.sync", "Ada": "mma.sync",
+                       "L40S": "mma.sync", "H100": "wgmma", "B200": "tcgen05", "RTX50": "mma.sync"}
+
+INSTRUCTIONS = ("mma.sync", "wgmma", "tcgen05")
 
 _FP = ("float16", "bfloat16", "tf32")
 _FP8 = ("float8_e4m3fn", "float8_e5m2")
+#: tcgen05.mma kind::f8f6f4 (and sm_120 mma.sync kind::f8f6f4): every pair of these
+_F8F6F4 = ("float8_e4m3fn", "float8_e5m2", "float6_e3m2fn", "float6_e2m3fn", "float4_e2m1fn")
 
-#: (gpu, format name) -> (block, align_bits, out_frac_bits, out_rounding, c_in_alignment[, c_rounding])
+MEASURED = "measured rows (hw-vectors, mma.sync): every row bit-exact"
+MMASIM = "MMA-Sim's published table (arXiv 2511.10909); not checked against measurements here"
+
+#: (gpu, instruction, format name) -> (block, align_bits, out_frac_bits, out_rounding, c_in_alignment,
+#: c_rounding, what validated it)
 _PRESETS = {}
-for _f in ("float16",):
-    _PRESETS[("V100", _f)] = (4, 23, 23, "toward_zero", True)
-for _gpu in ("A100", "Ada", "L40S"):
-    _PRESETS[(_gpu, "float16")] = (8, 24, 23, "toward_zero", True)
-    _PRESETS[(_gpu, "bfloat16")] = (8, 24, 23, "toward_zero", True)
-    _PRESETS[(_gpu, "tf32")] = (4, 24, 23, "toward_zero", True)
-for _gpu in ("Ada", "L40S"):
-    for _f in _FP8:
-        _PRESETS[(_gpu, _f)] = (16, 13, 13, "toward_zero", True)
-for _gpu in ("H100", "B200"):
-    _PRESETS[(_gpu, "float16")] = (16, 25, 23, "toward_zero", True)
-    _PRESETS[(_gpu, "bfloat16")] = (16, 25, 23, "toward_zero", True)
-    _PRESETS[(_gpu, "tf32")] = (8, 25, 23, "toward_zero", True)
-for _f in _FP8:
-    _PRESETS[("H100", _f)] = (32, 13, 13, "toward_zero", True)
-    _PRESETS[("B200", _f)] = (32, 25, 23, "toward_zero", False, "nearest_even")
+
+
+def _add(gpus, instr, fmts, params, validated):
+    for g in gpus:
+        for f in fmts:
+            c_round = params[5] if len(params) > 5 else None
+            _PRESETS[(g, instr, f)] = (*params[:5], c_round, validated)
+
+
+_add(["V100"], "mma.sync", ["float16"], (4, 23, 23, "toward_zero", True), MEASURED)
+_add(["T4"], "mma.sync", ["float16"], (8, 24, 23, "toward_zero", True), MMASIM + " (Turing: as Ampere's f16)")
+_add(["A100", "Ada", "L40S"], "mma.sync", ["float16", "bfloat16"], (8, 24, 23, "toward_zero", True), MEASURED)
+_add(["A100", "Ada", "L40S"], "mma.sync", ["tf32"], (4, 24, 23, "toward_zero", True), MEASURED)
+_add(["Ada", "L40S"], "mma.sync", _FP8, (16, 13, 13, "toward_zero", True), MEASURED)
+for _instr, _how in (("mma.sync", MEASURED), ("wgmma", MMASIM + "; the same parameters fit the measured mma.sync rows")):
+    _add(["H100"], _instr, ["float16", "bfloat16"], (16, 25, 23, "toward_zero", True), _how)
+    _add(["H100"], _instr, ["tf32"], (8, 25, 23, "toward_zero", True), _how)
+    _add(["H100"], _instr, _FP8, (32, 13, 13, "toward_zero", True), _how)
+_add(["B200"], "mma.sync", ["float16", "bfloat16"], (16, 25, 23, "toward_zero", True), MEASURED)
+_add(["B200"], "mma.sync", ["tf32"], (8, 25, 23, "toward_zero", True), MEASURED)
+_add(["B200"], "mma.sync", _FP8, (32, 25, 23, "toward_zero", False, "nearest_even"),
+     MEASURED + " (C added after the products' truncated sum; see B200_FP8_NOTES)")
+_add(["B200"], "tcgen05", ["float16", "bfloat16"], (16, 25, 23, "toward_zero", True), MMASIM)
+_add(["B200"], "tcgen05", ["tf32"], (8, 25, 23, "toward_zero", True), MMASIM)
+_add(["B200"], "tcgen05", _F8F6F4, (32, 25, 23, "toward_zero", True), MMASIM + " (kind::f8f6f4)")
+_add(["RTX50"], "mma.sync", _F8F6F4, (32, 25, 23, "toward_zero", True), MMASIM + " (sm_120 kind::f8f6f4)")
+
+#: which operand formats each (gpu, instruction, in_format) may pair with
+_PAIRS = {"tcgen05": _F8F6F4}
+
+
+def presets():
+    """Every (gpu, instruction, in_format name) the table holds, with what validated it.
+
+    >>> ("H100", "wgmma", "float8_e4m3fn") in {k[:3] for k in presets()}
+    True
+    """
+    return [(g, i, f, v[-1]) for (g, i, f), v in sorted(_PRESETS.items())]
+
 
 B200_FP8_NOTES = """\
-B200, FP8 inputs (E4M3, E5M2; 5000 measured rows each; counts from
+B200, FP8 inputs, mma.sync (E4M3, E5M2; 5000 measured rows each; counts from
 experiments/fit_b200.py).  The published truncating model, with C in the
 alignment and the sum truncated to FP32, matches at most 3207 (E4M3) and
 3236 (E5M2) rows for any F from 13 to 32: the outputs lie on both sides
@@ -68,71 +114,120 @@ rounding to nearest-even FP32.  Every F >= 23 gives the same outputs on
 this data (E5M2: F = 22 matches 4998 rows, F = 20 4974); the preset uses
 F = 25, as B200's FP16/BF16 path.  Rounding the products' sum to nearest
 instead of truncating it matches 4999 E5M2 rows; truncating C's addition
-too matches 3183.
+too matches 3183.  A second mechanism also fits every row (HARDWARE.md):
+FP8 converted to FP16, two chained 16-product FP16 steps from C = 0, then C
+added with one nearest-even FP32 addition; the two differ on random rows
+with a wide exponent spread, so rows of that kind measured on a B200 would
+tell them apart.  The library GEMMs run tcgen05, a different unit.
 """
 
 
+def _gpu_key(gpu):
+    key = GPUS.get(str(gpu).upper().replace(" ", "").replace("-", "").replace("_", ""))
+    if key is None:
+        raise ValueError(f"unknown gpu {gpu!r}; accepted: {sorted(GPUS)}")
+    return key
+
+
 def tensor_core(gpu: str, in_format: FormatLike, out_format: FormatLike = "float32",
-                b_format: FormatLike | None = None) -> BlockFMA:
-    """The block FMA a GPU's tensor cores use for an input format.
+                b_format: FormatLike | None = None, instruction: str | None = None):
+    """The matrix unit a GPU's instruction uses for given operand and output formats.
 
     Parameters
     ----------
     gpu : str
-        ``"V100"``, ``"A100"``, ``"Ada"``, ``"L40S"``, ``"H100"`` or
-        ``"B200"``, or an alias from :data:`GPUS` (``"H200"``, ``"H800"``,
-        ``"sm90"``, ``"hopper"`` ... each gets the unit of the measured part
-        of its architecture); case, spaces, ``-`` and ``_`` are ignored.
+        ``"V100"``, ``"T4"``, ``"A100"``, ``"Ada"``, ``"L40S"``, ``"H100"``,
+        ``"B200"``, ``"RTX50"``, or an alias from :data:`GPUS` (``"H200"``,
+        ``"H800"``, ``"sm90"``, ``"hopper"``, ``"RTX PRO 6000"`` ... each gets
+        the unit of the part of its architecture that was measured or
+        modelled); case, spaces, ``-`` and ``_`` are ignored.
     in_format : str or FloatFormat
-        ``"e4m3"``, ``"e5m2"``, ``"float16"``, ``"bfloat16"`` or ``"tf32"``.
+        The first operand's format: ``"e4m3"``, ``"e5m2"``, ``"float16"``,
+        ``"bfloat16"``, ``"tf32"``; on ``tcgen05`` and RTX50 also ``"e3m2"``,
+        ``"e2m3"``, ``"e2m1"``.
     out_format : str
-        ``"float32"`` (default) or ``"float16"``: the unit of the FP16-output
-        mode, where each block's exact sum is rounded to nearest with FP16's
-        10 fraction bits (use it with C in FP16 and ``matmul(...,
-        out_format="float16")``, which applies FP16's range).  This fits
-        every measured FP16-output row for FP16 inputs and for Ada's FP8
-        inputs; H100 and B200 with FP8 inputs and FP16 output are not
-        modelled (``ValueError``).  Ranges beyond FP16's inside a chain of
-        several blocks are not checked by the data.
+        ``"float32"`` (default) or ``"float16"``: the FP16-output mode (C in
+        FP16, use with ``matmul(..., out_format="float16")``).
     b_format : str, optional
-        The second operand's format for mixed FP8 products (E5M2 x E4M3 and
-        E4M3 x E5M2): the same unit as same-format FP8, each input's
-        exponent clamped at its own format's ``emin``.  The conformance data
-        has no mixed sets, so this is the model's assumption, not a
-        measurement.
+        The second operand's format when it differs (mixed FP8; every pair
+        of kind::f8f6f4 on tcgen05 and RTX50).  The measured sets have no
+        mixed rows.
+    instruction : str, optional
+        ``"mma.sync"``, ``"wgmma"`` (Hopper) or ``"tcgen05"`` (B200); default
+        :data:`DEFAULT_INSTRUCTION`, the instruction a library GEMM runs:
+        ``wgmma`` on Hopper, ``tcgen05`` on B200, ``mma.sync`` elsewhere.
+        The measured rows were captured with ``mma.sync``.
+
+    Returns
+    -------
+    BlockFMA, or SplitFP16Unit for FP8 ``mma.sync`` with FP16 output on
+    Hopper and Blackwell.  ``fp8sim.hardware.validation(unit)`` says what
+    validated it.
 
     Examples
     --------
     >>> from fp8sim.hardware import tensor_core
     >>> u = tensor_core("H100", "e4m3")
-    >>> u.block, u.align_bits, u.out_frac_bits, u.out_rounding
-    (32, 13, 13, 'toward_zero')
+    >>> u.block, u.align_bits, u.out_frac_bits, u.out_rounding, u.name
+    (32, 13, 13, 'toward_zero', 'H100:float8_e4m3fn@wgmma')
+    >>> tensor_core("B200", "e4m3").c_in_alignment, tensor_core("B200", "e4m3", instruction="mma.sync").c_in_alignment
+    (True, False)
     """
-    key = GPUS.get(str(gpu).upper().replace(" ", "").replace("-", "").replace("_", ""))
-    if key is None:
-        raise ValueError(f"unknown gpu {gpu!r}; accepted: {sorted(GPUS)}")
+    from .accumulate import SplitFP16Unit
+
+    key = _gpu_key(gpu)
+    instr = DEFAULT_INSTRUCTION[key] if instruction is None else str(instruction).strip().lower()
+    have = sorted({(i, f) for g, i, f in _PRESETS if g == key})
+    if instr not in INSTRUCTIONS or not any(i == instr for i, _ in have):
+        raise ValueError(f"{key} has no instruction {instruction!r}; it has "
+                         f"{sorted({i for i, _ in have})} (default {DEFAULT_INSTRUCTION[key]!r})")
     fmt = get_format(in_format)
-    params = _PRESETS.get((key, fmt.name))
+    params = _PRESETS.get((key, instr, fmt.name))
     if params is None:
-        have = sorted(f for g, f in _PRESETS if g == key)
-        raise ValueError(f"no {key} preset for in_format {fmt.name!r}; {key} has {have}")
+        raise ValueError(f"no {key} {instr} unit for in_format {fmt.name!r}; {key} {instr} takes "
+                         f"{sorted(f for i, f in have if i == instr)}")
     fb = fmt if b_format is None else get_format(b_format)
     if fb != fmt:
-        if fmt.name not in _FP8 or fb.name not in _FP8:
-            raise ValueError(f"mixed operands are modelled for FP8 only, got {fmt.name} and {fb.name}")
-        mixed = BlockFMA(fmt, *params, name=f"{key}:{fmt.name}x{fb.name}", b_format=fb)
-        if get_format(out_format).name != "float32":
-            raise ValueError("mixed FP8 operands: FP16 output is not modelled")
-        return mixed
+        family = _PAIRS.get(instr, _F8F6F4 if key == "RTX50" else _FP8)
+        if fmt.name not in family or fb.name not in family or (key, instr, fb.name) not in _PRESETS:
+            raise ValueError(f"mixed operands on {key} {instr}: both must be among {list(family)}, "
+                             f"got {fmt.name} and {fb.name}")
+    block, align, frac, rnd, c_in, c_round, _ = params
+    name = f"{key}:{fmt.name}" + (f",{fb.name}" if fb != fmt else "") + f"@{instr}"
     out = get_format(out_format).name
     if out == "float32":
-        return BlockFMA(fmt, *params, name=f"{key}:{fmt.name}")
+        return BlockFMA(fmt, block, align, frac, rnd, c_in, c_round, name=name, b_format=fb)
     if out != "float16":
         raise ValueError(f"out_format must be 'float32' or 'float16', got {out_format!r}")
-    if fmt.name in _FP8 and key not in ("Ada", "L40S"):
-        raise ValueError(f"{key} with {fmt.name} inputs and FP16 output is not modelled")
-    block, align, _, _, c_in = params[:5]
-    return BlockFMA(fmt, block, align, 10, "nearest_even", c_in, "nearest_even", name=f"{key}:{fmt.name}:fp16out")
+    if fb != fmt:
+        raise ValueError("mixed operands: FP16 output is not modelled")
+    if fmt.name in _FP8 and instr == "mma.sync" and key in ("H100", "B200"):
+        step = tensor_core(key, "float16", out_format="float16", instruction="mma.sync")
+        return SplitFP16Unit(step, fmt, name=name + ":fp16out")
+    return BlockFMA(fmt, block, align, 10, "nearest_even", c_in, "nearest_even", name=name + ":fp16out", b_format=fb)
+
+
+def validation(unit) -> str:
+    """What validated a unit from :func:`tensor_core` (by its name).
+
+    >>> validation(tensor_core("B200", "e2m1"))[:7]
+    'MMA-Sim'
+    """
+    name = getattr(unit, "name", "") or ""
+    try:
+        gpu, rest = name.split(":", 1)
+        fmts, instr = rest.split("@", 1)
+    except ValueError:
+        return "not a preset"
+    instr = instr.split(":")[0]
+    v = _PRESETS.get((gpu, instr, fmts.split(",")[0]))
+    if v is None:
+        return "not a preset"
+    if name.endswith(":fp16out"):
+        return v[-1] + "; FP16 output: " + ("measured rows, every row bit-exact" if (
+            gpu in ("V100", "A100", "Ada", "L40S", "H100", "B200") and instr == "mma.sync"
+            and (fmts.startswith("float16") or gpu in ("Ada", "H100", "B200"))) else MMASIM)
+    return v[-1]
 
 
 # --- conformance data ----------------------------------------------------------

@@ -214,6 +214,36 @@ def block_fma_dot(a, b, c, unit, promote_every=None) -> float:
     return acc
 
 
+def split_fp16_dot(a, b, c, unit) -> float:
+    """One dot product through :class:`fp8sim.accumulate.SplitFP16Unit`, exactly.
+
+    For each block of 32: the products at k mod 4 in (0, 1) through
+    ``unit.step`` from C = 0, then those at k mod 4 in (2, 3) with that
+    result as C, then the block's C added with one nearest-even FP16
+    rounding.
+
+    >>> from fp8sim.hardware import tensor_core
+    >>> split_fp16_dot([1.0] * 32, [0.5] * 32, 0.25, tensor_core("H100", "e4m3", out_format="float16",
+    ...                                                          instruction="mma.sync"))
+    16.25
+    """
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    c = float(c)
+    for k0 in range(0, len(a), 32):
+        blk = range(k0, min(k0 + 32, len(a)))
+        g1 = [k for k in blk if (k - k0) % 4 < 2]
+        g2 = [k for k in blk if (k - k0) % 4 >= 2]
+        t1 = _chain([a[k] for k in g1], [b[k] for k in g1], 0.0, unit.step) if g1 else 0.0
+        t2 = _chain([a[k] for k in g2], [b[k] for k in g2], t1, unit.step) if g2 else t1
+        if math.isnan(t2) or math.isnan(c) or (math.isinf(t2) and math.isinf(c) and t2 != c):
+            c = float("nan")
+        elif math.isinf(t2) or math.isinf(c):
+            c = t2 if math.isinf(t2) else c
+        else:
+            c = quantize_scalar(Fraction(t2) + Fraction(c), "float16", "nearest_even", "infinity")
+    return c
+
+
 def _add_fp32(x: float, y: float) -> float:
     if math.isnan(x) or math.isnan(y) or (math.isinf(x) and math.isinf(y) and x != y):
         return float("nan")

@@ -183,9 +183,13 @@ def test_mixed_fp8_operands_equal_reference(fa, fb, gpu, rng):
         matmul(a if fa == "e5m2" else fp8sim.quantize(a, "e5m2"), b_e5m2, unit=f"{gpu}:e5m2,e4m3")
 
 
-def test_mixed_operands_only_for_fp8():
-    with pytest.raises(ValueError, match="FP8 only"):
+def test_mixed_operands_only_within_the_instruction_family():
+    with pytest.raises(ValueError, match="both must be among"):
         tensor_core("H100", "float16", b_format="bfloat16")
+    with pytest.raises(ValueError, match="both must be among"):
+        tensor_core("H100", "e4m3", b_format="e2m1")           # wgmma takes FP8 pairs only
+    u = tensor_core("B200", "e2m1", b_format="e4m3")          # tcgen05 kind::f8f6f4: every pair
+    assert u.name == "B200:float4_e2m1fn,float8_e4m3fn@tcgen05"
 
 
 # --- the k-major engine (issue 13) against the classic engine and the scalar twin ---------------------
@@ -257,3 +261,50 @@ def test_kmajor_equals_classic_large(rng):
     for tile in (None, 4096):
         got = dot_chain(a, b, c, unit, tile_elems=tile)
         np.testing.assert_array_equal(got.view(np.uint64), dot_chain(a, b, c, unit, engine="classic").view(np.uint64))
+
+
+# --- instruction-keyed units (issue 10) -----------------------------------------------------------
+
+from fp8sim.accumulate import SplitFP16Unit  # noqa: E402
+from fp8sim.reference import split_fp16_dot  # noqa: E402
+
+NEW_UNITS = [tensor_core("B200", "e4m3"), tensor_core("B200", "e2m1", b_format="e4m3"),
+             tensor_core("B200", "e3m2", b_format="e2m3"), tensor_core("RTX50", "e5m2"),
+             tensor_core("B200", "e4m3", out_format="float16"), tensor_core("T4", "float16")]
+
+
+@pytest.mark.parametrize("unit", NEW_UNITS, ids=lambda u: u.name)
+@pytest.mark.parametrize("K", [7, 64, 150])
+def test_instruction_units_equal_twin(unit, K, rng):
+    a = random_inputs(rng, (4, K), unit.in_format, spread=4)
+    b = random_inputs(rng, (K, 3), unit.b_format, spread=4)
+    c = _addends(rng, (4, 3))
+    if unit.out_frac_bits == 10:
+        c = fp8sim.quantize(c, "float16", overflow="saturate")
+    assert same(matmul(a, b, c, unit=unit), reference_matmul(a, b, c, unit)).all()
+
+
+@pytest.mark.parametrize("gpu, fmt", [("H100", "e4m3"), ("B200", "e5m2")])
+@pytest.mark.parametrize("K", [32, 20, 100, 256])
+def test_split_fp16_unit_equals_twin(gpu, fmt, K, rng):
+    unit = tensor_core(gpu, fmt, out_format="float16", instruction="mma.sync")
+    assert isinstance(unit, SplitFP16Unit)
+    a = random_inputs(rng, (5, K), fmt, spread=5)
+    b = random_inputs(rng, (K, 4), fmt, spread=5)
+    c = fp8sim.quantize(rng.standard_normal((5, 4)) * 16, "float16")
+    c[0, 0] = -0.0
+    got = matmul(a, b, c, unit=unit)
+    want = np.array([[split_fp16_dot(a[i], b[:, j], c[i, j], unit) for j in range(4)] for i in range(5)])
+    assert same(got, want).all()
+    paired = dot_rows(a[:4], np.ascontiguousarray(b.T), c[:4, 0], unit=unit)   # row i of a with column i of b
+    assert same(paired, [split_fp16_dot(a[i], b[:, i], c[i, 0], unit) for i in range(4)]).all()
+
+
+def test_unit_strings_name_the_instruction():
+    assert fp8sim.gemm.resolve_unit("B200:e4m3@mma.sync") == tensor_core("B200", "e4m3", instruction="mma.sync")
+    assert fp8sim.gemm.resolve_unit("B200:e4m3") == tensor_core("B200", "e4m3", instruction="tcgen05")
+    assert fp8sim.gemm.resolve_unit("H100:e4m3").name == "H100:float8_e4m3fn@wgmma"
+    with pytest.raises(ValueError, match="H100 has no instruction 'tcgen05'; it has \\['mma.sync', 'wgmma'\\]"):
+        tensor_core("H100", "e4m3", instruction="tcgen05")
+    with pytest.raises(ValueError, match="RTX50 mma.sync takes"):
+        tensor_core("RTX50", "bfloat16")

@@ -51,7 +51,7 @@ def addend(gpu, fmt_dir, v):
 def test_every_row_bit_exact_through_matmul(root, gpu, fmt_dir):
     v = load_vectors(root, gpu, fmt_dir)
     assert v["a"].shape[0] == 5000
-    unit = tensor_core(gpu, v["in_format"])
+    unit = tensor_core(gpu, v["in_format"], instruction="mma.sync")  # the instruction the rows were measured with
     c = addend(gpu, fmt_dir, v)
     got = np.array([matmul(v["a"][i:i + 1], v["b"][i][:, None], c[i], unit=unit)[0, 0] for i in range(len(c))])
     got_bits = got.astype(np.float32).view(np.uint32)
@@ -65,22 +65,24 @@ def test_every_row_bit_exact_through_matmul(root, gpu, fmt_dir):
 def test_published_model_does_not_fit_b200_fp8(root):
     """The variant matters: B200 FP8 with C in the alignment and truncation misses rows."""
     v = load_vectors(root, "B200", "E5M2")
-    unit = tensor_core("B200", "e5m2").replace(c_in_alignment=True, align_bits=13, out_frac_bits=23)
+    unit = tensor_core("B200", "e5m2", instruction="mma.sync").replace(c_in_alignment=True, align_bits=13,
+                                                                       out_frac_bits=23)
     got = dot_rows(v["a"], v["b"], v["c"], unit=unit).astype(np.float32).view(np.uint32)
     assert (got != v["d_bits"]).sum() > 1000
 
 
 FP16_OUT = [("V100", "fp16"), ("A100", "fp16"), ("Ada", "fp16"), ("L40S", "fp16"), ("H100", "fp16"), ("B200", "fp16"),
-            ("Ada", "E4M3"), ("Ada", "E5M2")]
+            ("Ada", "E4M3"), ("Ada", "E5M2"), ("H100", "E4M3"), ("H100", "E5M2"), ("B200", "E4M3"), ("B200", "E5M2")]
 
 
 @pytest.mark.parametrize("gpu, fmt_dir", FP16_OUT, ids=[f"{g}-{f}" for g, f in FP16_OUT])
 def test_fp16_output_rows_bit_exact(root, gpu, fmt_dir):
-    """Stretch: the FP16-output mode (C in FP16, blocks rounded to nearest FP16)."""
+    """The FP16-output mode (C in FP16): every measured row, through matmul (a sample) and dot_rows (all).
+    H100 and B200 FP8 go through SplitFP16Unit; the H100 FP8 FP16-output rows were run with the C they hold."""
     import fp8sim
 
     v = load_vectors(root, gpu, fmt_dir, output="fp16")
-    unit = tensor_core(gpu, v["in_format"], out_format="float16")
+    unit = tensor_core(gpu, v["in_format"], out_format="float16", instruction="mma.sync")
     c16 = fp8sim.quantize(v["c"], "float16")
     rows = range(0, 5000, 7)  # every 7th row through matmul; all rows through dot_rows
     got = np.array([matmul(v["a"][i:i + 1], v["b"][i][:, None], c16[i], unit=unit, out_format="float16")[0, 0]
@@ -90,9 +92,11 @@ def test_fp16_output_rows_bit_exact(root, gpu, fmt_dir):
     np.testing.assert_array_equal(all_rows.astype(np.float32).view(np.uint32), v["d_bits"])
 
 
-def test_fp16_output_not_modelled_for_hopper_and_blackwell_fp8():
+def test_fp8_fp16_output_is_the_split_model():
+    """H100/B200 FP8 mma.sync with FP16 output is the two-group FP16 emulation; one 32-term sum is not."""
+    from fp8sim.accumulate import SplitFP16Unit
+
     for gpu in ("H100", "B200"):
-        with pytest.raises(ValueError, match="not modelled"):
-            tensor_core(gpu, "e4m3", out_format="float16")
+        assert isinstance(tensor_core(gpu, "e4m3", out_format="float16", instruction="mma.sync"), SplitFP16Unit)
     with pytest.raises(ValueError, match="out_format"):
         tensor_core("A100", "fp16", out_format="bfloat16")

@@ -99,7 +99,7 @@ def test_bad_arguments():
         matmul(a, b, unit="exact", promote_every=128)
     with pytest.raises(ValueError, match="unknown gpu"):
         matmul(a, b, unit="H900:e4m3")
-    with pytest.raises(ValueError, match="no H100 preset"):
+    with pytest.raises(ValueError, match="no H100 wgmma unit for in_format .float4_e2m1fn.; H100 wgmma takes"):
         tensor_core("H100", "e2m1")
     with pytest.raises(ValueError, match="unit must be"):
         resolve_unit(42)
