@@ -175,7 +175,7 @@ def _raw_dtype(name):
         dt = np.dtype(fmt.ml_dtype)
     else:
         try:
-            dt = np.dtype(name)
+            dt = np.dtype(name.strip().lower())
         except TypeError:
             raise ValueError(f"--dtype {name!r} is neither a format nor a numpy dtype") from None
         if dt.kind not in "iuf":
@@ -300,7 +300,7 @@ def main(argv=None) -> int:
     p.add_argument("--shape", required=True, help="MxNxK")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--promote-every", type=int, default=None)
-    p.add_argument("--scaling", choices=sorted(SCALINGS), default="none")
+    p.add_argument("--scaling", choices=sorted(SCALINGS), default="none", type=str.lower)
     p.add_argument("--out-format", default=None, help="output format with --scaling (default bfloat16)")
     p.add_argument("--max-elements", type=int, default=MAX_ELEMENTS,
                    help=f"refuse shapes with more than this many elements in a, b and d (default {MAX_ELEMENTS})")

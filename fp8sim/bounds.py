@@ -103,6 +103,7 @@ def bound_factor(K: int, unit: Unit, *, promote_every: int | None = None, kind: 
     (0.6993, 0.01671)
     """
     unit = resolve_unit(unit)
+    kind = kind.strip().lower() if isinstance(kind, str) else kind
     if kind not in ("deterministic", "probabilistic"):
         raise ValueError(f"kind must be 'deterministic' or 'probabilistic', got {kind!r}")
     K = _positive_int(K, "K")
@@ -160,7 +161,7 @@ def dot_error_bound(a: ArrayLike, b: ArrayLike, unit: Unit, *, c: ArrayLike | No
         raise ValueError(f"a and b must be 2-D with matching K, (M, K) and (K, N); got shapes {a.shape} and {b.shape}")
     K = a.shape[1]
     c_abs = 0.0 if c is None else np.abs(as_float64(c, "c")[0])
-    f = bound_factor(K, unit, promote_every=promote_every, kind=kind, lam=lam)
+    f = bound_factor(K, unit, promote_every=promote_every, kind=kind, lam=lam)  # kind checked (any case) there
     if isinstance(unit, ExactUnit):
         return f * np.abs(a @ b + (0.0 if c is None else c)) * (1 + 2.0**-40)
     ea, eb = (unit.in_format.emin, unit.b_format.emin) if isinstance(unit, BlockFMA) else (-126, -126)

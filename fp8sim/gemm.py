@@ -438,7 +438,7 @@ def scaled_matmul(
     out_fmt = get_format(out_format)
     if out_fmt.name not in ("bfloat16", "float16", "float32"):
         raise ValueError(f"out_format must be 'bfloat16', 'float16' or 'float32', got {out_format!r}")
-    semantics = semantics or _infer_semantics(A, B)
+    semantics = (semantics.strip().lower() if isinstance(semantics, str) else semantics) or _infer_semantics(A, B)
     if semantics == "deepgemm":
         acc = _deepgemm(A, B, unit, promote_every)
     elif semantics == "scaled_mm":

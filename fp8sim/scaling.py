@@ -381,6 +381,7 @@ def quantize_scaled(
         raise ValueError(f"fmt {fmt.name or fmt!r} cannot be an element format: elements need a sign and a zero "
                          "(E8M0 is a scale format)")
     rounding = rounding_mode(rounding).value
+    pow2, mx_scale, nonfinite = (v.strip().lower() if isinstance(v, str) else v for v in (pow2, mx_scale, nonfinite))
     margin = _real_param(margin, "margin")
     amax_epsilon = _real_param(amax_epsilon, "amax_epsilon")
     if amax_epsilon < 0:
@@ -471,6 +472,7 @@ class DelayedScaling:
         self.fmt = get_format(fmt)
         if isinstance(history_len, bool) or not isinstance(history_len, int) or history_len < 1:
             raise ValueError(f"history_len must be a positive int, got {history_len!r}")
+        algo = algo.strip().lower() if isinstance(algo, str) else algo
         if algo not in ("max", "most_recent"):
             raise ValueError(f"algo must be 'max' or 'most_recent', got {algo!r}")
         self.algo = algo

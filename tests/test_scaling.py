@@ -377,3 +377,17 @@ def test_granularity_names_of_other_libraries(alias, canonical):
     a, b = quantize_scaled(x, "e4m3", alias), quantize_scaled(x, "e4m3", canonical)
     assert a.tile == b.tile
     np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_string_options_any_case():
+    x = np.random.default_rng(3).standard_normal((4, 64))
+    a = quantize_scaled(x, "E4M3", "MX32", mx_scale="CEIL", nonfinite="Propagate")
+    b = quantize_scaled(x, "e4m3", "mx32", mx_scale="ceil", nonfinite="propagate")
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(quantize_scaled(x, "e4m3", "Row", pow2="Ceil").scales,
+                                  quantize_scaled(x, "e4m3", "row", pow2="ceil").scales)
+    assert DelayedScaling("e4m3", algo="Most_Recent").algo == "most_recent"
+    w = np.random.default_rng(4).standard_normal((64, 3))
+    A, B = quantize_scaled(x, "e4m3", "tensor"), quantize_scaled(w, "e4m3", "tensor")
+    np.testing.assert_array_equal(scaled_matmul(A, B, unit="H100:e4m3", semantics="SCALED_MM"),
+                                  scaled_matmul(A, B, unit="H100:e4m3", semantics="scaled_mm"))
