@@ -71,6 +71,11 @@ class BlockFMA:
     b_format : FloatFormat or str, optional
         Format of the second operand when it differs from the first (mixed
         FP8, e.g. E5M2 gradients times E4M3 weights); ``None``: ``in_format``.
+    step_format : FloatFormat or str, optional
+        The format each step's result is rounded to, range included (FP16 for
+        the FP16-output mode: a step beyond 65504 overflows inside the
+        chain); its mantissa bits must be ``out_frac_bits``.  ``None``: FP32's
+        exponent range with ``out_frac_bits`` fraction bits.
 
     Examples
     --------
@@ -91,9 +96,12 @@ class BlockFMA:
     c_rounding: str | None = None
     name: str = ""
     b_format: FloatFormat | None = None
+    step_format: FloatFormat | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "in_format", get_format(self.in_format))
+        if self.step_format is not None:
+            object.__setattr__(self, "step_format", get_format(self.step_format))
         object.__setattr__(self, "b_format", self.in_format if self.b_format is None else get_format(self.b_format))
         for field, lo, hi in (("block", 1, 4096), ("align_bits", 1, 40), ("out_frac_bits", 1, 23)):
             value = getattr(self, field)
@@ -123,12 +131,18 @@ class BlockFMA:
                 f"in_format {fa.name or fa!r} x b_format {fb.name or fb!r}: products span 2**{low} to 2**{high}, "
                 "beyond what float64 holds exactly (2**-1074 to 2**1023); the engine cannot simulate them"
             )
+        if self.step_format is not None and self.step_format.mantissa_bits != self.out_frac_bits:
+            raise ValueError(f"step_format {self.step_format.name} has {self.step_format.mantissa_bits} fraction bits, "
+                             f"out_frac_bits is {self.out_frac_bits}")
         if self.align_bits + 3 + math.ceil(math.log2(self.block + 1)) > 52:
             raise ValueError("align_bits and block too large for exact float64 sums")
 
     @property
     def acc_format(self) -> FloatFormat:
-        """Format of each step's result: FP32's exponent range, ``out_frac_bits`` fraction bits."""
+        """Format of each step's result: ``step_format``, or FP32's exponent range with ``out_frac_bits``
+        fraction bits."""
+        if self.step_format is not None:
+            return self.step_format
         return FloatFormat(8, self.out_frac_bits, 127, name=f"fp32_{self.out_frac_bits}frac")
 
     def replace(self, **changes) -> BlockFMA:
@@ -324,7 +338,7 @@ class _Plan:
         # float32 / int32 bits; it applies to truncating units with C in the alignment
         # a zero input's exponent (no_exp) plus any other stays below every product's: then an entry
         # at or above min_exp + 127 is a real exponent (of a product or of a normal C)
-        bit_step = (unit.c_in_alignment and unit.out_rounding == "toward_zero"
+        bit_step = (unit.c_in_alignment and unit.out_rounding == "toward_zero" and unit.step_format is None
                     and self.no_exp + max(fa.emax, fb.emax) < lo)
         self.f32 = small and narrow and bit_step
         # the float64 step on bits (_align_and_sum_f64) for the other truncating units

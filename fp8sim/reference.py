@@ -184,9 +184,9 @@ def _sig_exp(x: Fraction, fmt: FloatFormat):
     return (1 if x > 0 else -1) * int(sig), e
 
 
-def _round_to_bits(v: Fraction, frac_bits: int, rounding: str) -> float:
-    """Round v to frac_bits fraction bits in FP32's exponent range (IEEE overflow)."""
-    fmt = FloatFormat(8, frac_bits, 127)
+def _round_to_bits(v: Fraction, frac_bits: int, rounding: str, step_format=None) -> float:
+    """Round v to frac_bits fraction bits in FP32's exponent range (IEEE overflow), or onto step_format."""
+    fmt = get_format(step_format) if step_format is not None else FloatFormat(8, frac_bits, 127)
     return quantize_scalar(v, fmt, rounding, "infinity")
 
 
@@ -304,11 +304,12 @@ def _block(a, b, c, unit) -> float:
         if unit.c_in_alignment:
             total += math.trunc(cf / grid) * grid
     # 4. normalise once, round to the output precision
-    result = _round_to_bits(total, unit.out_frac_bits, unit.out_rounding)
+    step_fmt = getattr(unit, "step_format", None)
+    result = _round_to_bits(total, unit.out_frac_bits, unit.out_rounding, step_fmt)
     if unit.c_in_alignment:
         return result
     # C outside the alignment: added to the rounded products' sum, rounded once more
-    return _round_to_bits(Fraction(result) + cf, unit.out_frac_bits, unit.c_rounding)
+    return _round_to_bits(Fraction(result) + cf, unit.out_frac_bits, unit.c_rounding, step_fmt)
 
 
 # --- scaling --------------------------------------------------------------------------

@@ -1,0 +1,189 @@
+"""Reference vectors from MMA-Sim for every instruction fp8sim and MMA-Sim both model.
+
+    pip install mmasim        # needs torch (the CPU build is enough)
+    python experiments/mmasim_vectors.py --out tests/data
+
+MMA-Sim (J. Chen et al., arXiv 2511.10909; PyPI ``mmasim``) is a bit-level
+model of each matrix instruction.  For each instruction below, random rows
+of several kinds (normal values, a wide exponent spread, cancellation,
+subnormals and signed zeros, Inf and NaN; C zero, normal, FP32-subnormal or
+large) go through MMA-Sim's ``dpa`` for one instruction's K and for a chain
+of four, and the inputs (as codes) and MMA-Sim's outputs (as bit patterns)
+are written to ``mmasim_vectors.npz`` with the MMA-Sim version, so the test
+suite compares fp8sim against them without mmasim or torch installed
+(``tests/test_mmasim.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+import fp8sim
+
+try:
+    from ._common import out_dir
+except ImportError:  # run as a script
+    from _common import out_dir
+
+#: (key, MMA-Sim class, arch, shape_and_type, fp8sim gpu, instruction, a format, b format, output)
+CONFIGS = [
+    ("V100/mma.sync/f16", "MMA", "Volta", "m8n8k4.f32.f16.f16.f32", "V100", "mma.sync", "float16", "float16", "float32"),
+    ("T4/mma.sync/f16", "MMA", "Turing", "m16n8k8.f32.f16.f16.f32", "T4", "mma.sync", "float16", "float16", "float32"),
+    ("A100/mma.sync/f16", "MMA", "Ampere", "m16n8k16.f32.f16.f16.f32", "A100", "mma.sync", "float16", "float16",
+     "float32"),
+    ("A100/mma.sync/bf16", "MMA", "Ampere", "m16n8k16.f32.bf16.bf16.f32", "A100", "mma.sync", "bfloat16", "bfloat16",
+     "float32"),
+    ("A100/mma.sync/tf32", "MMA", "Ampere", "m16n8k8.f32.tf32.tf32.f32", "A100", "mma.sync", "tf32", "tf32", "float32"),
+    ("A100/mma.sync/f16-f16out", "MMA", "Ampere", "m16n8k16.f16.f16.f16.f16", "A100", "mma.sync", "float16",
+     "float16", "float16"),
+    ("Ada/mma.sync/e4m3", "MMA", "Ada Lovelace", "m16n8k32.f32.e4m3.e4m3.f32", "Ada", "mma.sync", "float8_e4m3fn",
+     "float8_e4m3fn", "float32"),
+    ("Ada/mma.sync/e5m2-e4m3", "MMA", "Ada Lovelace", "m16n8k32.f32.e5m2.e4m3.f32", "Ada", "mma.sync", "float8_e5m2",
+     "float8_e4m3fn", "float32"),
+    ("H100/mma.sync/f16", "MMA", "Hopper", "m16n8k16.f32.f16.f16.f32", "H100", "mma.sync", "float16", "float16",
+     "float32"),
+    ("H100/mma.sync/bf16", "MMA", "Hopper", "m16n8k16.f32.bf16.bf16.f32", "H100", "mma.sync", "bfloat16", "bfloat16",
+     "float32"),
+    ("H100/wgmma/e4m3", "WGMMA", "Hopper", "m64n8k32.f32.e4m3.e4m3", "H100", "wgmma", "float8_e4m3fn",
+     "float8_e4m3fn", "float32"),
+    ("H100/wgmma/e5m2", "WGMMA", "Hopper", "m64n8k32.f32.e5m2.e5m2", "H100", "wgmma", "float8_e5m2", "float8_e5m2",
+     "float32"),
+    ("H100/wgmma/e4m3-e5m2", "WGMMA", "Hopper", "m64n8k32.f32.e4m3.e5m2", "H100", "wgmma", "float8_e4m3fn",
+     "float8_e5m2", "float32"),
+    ("H100/wgmma/f16", "WGMMA", "Hopper", "m64n8k16.f32.f16.f16", "H100", "wgmma", "float16", "float16", "float32"),
+    ("H100/wgmma/bf16", "WGMMA", "Hopper", "m64n8k16.f32.bf16.bf16", "H100", "wgmma", "bfloat16", "bfloat16",
+     "float32"),
+    ("H100/wgmma/tf32", "WGMMA", "Hopper", "m64n8k8.f32.tf32.tf32", "H100", "wgmma", "tf32", "tf32", "float32"),
+    ("B200/mma.sync/f16", "MMA", "Blackwell", "m16n8k16.f32.f16.f16.f32", "B200", "mma.sync", "float16", "float16",
+     "float32"),
+    ("B200/tcgen05/e4m3", "TCGen05MMA", "Blackwell", "m64n8k32.kind::f8f6f4.f32.e4m3.e4m3", "B200", "tcgen05",
+     "float8_e4m3fn", "float8_e4m3fn", "float32"),
+    ("B200/tcgen05/e5m2", "TCGen05MMA", "Blackwell", "m64n8k32.kind::f8f6f4.f32.e5m2.e5m2", "B200", "tcgen05",
+     "float8_e5m2", "float8_e5m2", "float32"),
+    ("B200/tcgen05/e2m1-e4m3", "TCGen05MMA", "Blackwell", "m64n8k32.kind::f8f6f4.f32.e2m1.e4m3", "B200", "tcgen05",
+     "float4_e2m1fn", "float8_e4m3fn", "float32"),
+    ("B200/tcgen05/e3m2-e2m3", "TCGen05MMA", "Blackwell", "m64n8k32.kind::f8f6f4.f32.e3m2.e2m3", "B200", "tcgen05",
+     "float6_e3m2fn", "float6_e2m3fn", "float32"),
+    ("B200/tcgen05/f16", "TCGen05MMA", "Blackwell", "m64n8k16.kind::f16.f32.f16.f16", "B200", "tcgen05", "float16",
+     "float16", "float32"),
+    ("B200/tcgen05/bf16", "TCGen05MMA", "Blackwell", "m64n8k16.kind::f16.f32.bf16.bf16", "B200", "tcgen05",
+     "bfloat16", "bfloat16", "float32"),
+    ("B200/tcgen05/tf32", "TCGen05MMA", "Blackwell", "m64n8k8.kind::tf32.f32.tf32.tf32", "B200", "tcgen05", "tf32",
+     "tf32", "float32"),
+    ("RTX50/mma.sync/e4m3", "MMA", "RTX Blackwell", "m16n8k32.kind::f8f6f4.f32.e4m3.e4m3.f32", "RTX50", "mma.sync",
+     "float8_e4m3fn", "float8_e4m3fn", "float32"),
+    ("RTX50/mma.sync/e5m2-e2m1", "MMA", "RTX Blackwell", "m16n8k32.kind::f8f6f4.f32.e5m2.e2m1.f32", "RTX50",
+     "mma.sync", "float8_e5m2", "float4_e2m1fn", "float32"),
+]
+
+KINDS = ("normal", "wide", "cancel", "subnormal", "special")
+
+
+def operands(rng, kind, rows, K, fa, fb):
+    """Values of fa and fb (rows, K) of one kind."""
+    def draw(fmt, scale_spread):
+        x = rng.standard_normal((rows, K)) * np.exp2(rng.integers(-scale_spread, scale_spread + 1, (rows, K)))
+        return fp8sim.quantize(x, fmt, overflow="saturate")
+
+    spread = {"normal": 0, "wide": 12, "cancel": 2, "subnormal": 2, "special": 2}[kind]
+    a, b = draw(fa, spread), draw(fb, spread)
+    if kind == "cancel":  # the second half of the products undoes the first
+        h = K // 2
+        a[:, h:2 * h] = -a[:, :h]
+        b[:, h:2 * h] = b[:, :h]
+    if kind in ("subnormal", "special"):
+        for x, f in ((a, fa), (b, fb)):
+            m = rng.random(x.shape) < 0.3
+            x[m] = rng.integers(-2**f.mantissa_bits + 1, 2**f.mantissa_bits, m.sum()) * f.smallest_subnormal
+            z = rng.random(x.shape) < 0.1
+            x[z] = np.where(rng.random(z.sum()) < 0.5, 0.0, -0.0)
+    if kind == "special":
+        for x, f in ((a, fa), (b, fb)):
+            if f.has_inf:
+                m = rng.random(x.shape) < 0.02
+                x[m] = rng.choice([np.inf, -np.inf], m.sum())
+            if f.has_nan:
+                m = rng.random(x.shape) < 0.01
+                x[m] = np.nan
+    return a, b
+
+
+def addends(rng, rows, out_fmt):
+    c = fp8sim.quantize(rng.standard_normal(rows) * 4.0 ** rng.integers(-3, 4, rows), "float32")
+    kind = rng.integers(0, 5, rows)
+    c[kind == 0] = 0.0
+    c[kind == 1] = rng.integers(-2**20, 2**20, (kind == 1).sum()) * 2.0**-149   # FP32 subnormal
+    c[kind == 2] = -0.0
+    return fp8sim.quantize(c, out_fmt, overflow="saturate")
+
+
+def to_torch(torch, x, fmt):
+    """MMA-Sim's operand tensors: FP6/FP4 codes in PTX's 8-bit containers (FP6 in bits 5:0, FP4 in bits
+    5:2), tf32 as float32, the rest in their dtype."""
+    fmt = fp8sim.get_format(fmt)
+    if fmt.name.startswith(("float6", "float4")):
+        codes = fp8sim.encode(x, fmt).astype(np.uint8)
+        return torch.from_numpy(codes << 2 if fmt.bits == 4 else codes)
+    if fmt.name == "tf32":
+        return torch.from_numpy(x.astype(np.float32))
+    return torch.from_numpy(x.astype(np.float32)).to(getattr(torch, fmt.name))
+
+
+def generate(rows_per_kind, seed):
+    import mmasim
+    import torch
+    from mmasim.nv_ptx import sim
+
+    rng = np.random.default_rng(seed)
+    arrays, configs = {}, {}
+    for key, cls, arch, shape, gpu, instr, fa, fb, out in CONFIGS:
+        op = getattr(sim, cls)(arch, shape)
+        k = op.k
+        fa_, fb_ = fp8sim.get_format(fa), fp8sim.get_format(fb)
+        for chain in (1, 4):
+            K = k * chain
+            for kind in KINDS:
+                a, b = operands(rng, kind, rows_per_kind, K, fa_, fb_)
+                c = addends(rng, rows_per_kind, out)
+                tc = torch.from_numpy(c.astype(np.float32)).to(torch.float16 if out == "float16" else torch.float32)
+                d = op.dpa(to_torch(torch, a, fa), to_torch(torch, b, fb), tc)
+                d = d.numpy().astype(np.float32 if out == "float32" else np.float16)
+                name = f"{key}/K{K}/{kind}"
+                arrays[f"{name}/a"] = fp8sim.encode(a, fa)
+                arrays[f"{name}/b"] = fp8sim.encode(b, fb)
+                arrays[f"{name}/c"] = fp8sim.encode(c, out)
+                arrays[f"{name}/d"] = d.view(np.uint32 if out == "float32" else np.uint16)
+                configs[name] = {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": instr,
+                                 "a_format": fa, "b_format": fb, "out_format": out, "K": K, "kind": kind}
+    meta = {"mmasim_version": getattr(mmasim, "__version__", None) or _dist_version("mmasim"),
+            "torch_version": torch.__version__, "seed": seed, "rows_per_kind": rows_per_kind, "sets": configs}
+    return arrays, meta
+
+
+def _dist_version(name):
+    from importlib.metadata import version
+
+    return version(name)
+
+
+def main(argv=None):
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="tests/data")
+    ap.add_argument("--rows", type=int, default=64, help="rows per kind of input")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    arrays, meta = generate(args.rows, args.seed)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    path = Path(out_dir(args.out)) / "mmasim_vectors.npz"
+    np.savez_compressed(path, **arrays)
+    print(f"wrote {path}: {len(meta['sets'])} sets from mmasim {meta['mmasim_version']} "
+          f"({path.stat().st_size / 2**20:.2f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
