@@ -79,6 +79,19 @@ CONFIGS = [
      "mma.sync", "float8_e5m2", "float4_e2m1fn", "float32"),
 ]
 
+#: AMD CDNA (MMA-Sim's amd.sim.MFMA): (key, arch, suffix, fp8sim gpu, a format, b format)
+AMD_CONFIGS = [
+    ("MI300X/mfma/f16", "CDNA3", "f32_16x16x16_f16", "MI300X", "float16", "float16"),
+    ("MI300X/mfma/bf16", "CDNA3", "f32_16x16x16_bf16", "MI300X", "bfloat16", "bfloat16"),
+    ("MI300X/mfma/fp8", "CDNA3", "f32_16x16x32_fp8_fp8", "MI300X", "float8_e4m3fnuz", "float8_e4m3fnuz"),
+    ("MI300X/mfma/bf8-fp8", "CDNA3", "f32_16x16x32_bf8_fp8", "MI300X", "float8_e5m2fnuz", "float8_e4m3fnuz"),
+    ("MI250X/mfma/f16", "CDNA2", "f32_16x16x16f16", "MI250X", "float16", "float16"),
+    ("MI250X/mfma/bf16", "CDNA2", "f32_16x16x8bf16", "MI250X", "bfloat16", "bfloat16"),
+    ("MI250X/mfma/bf16_1k", "CDNA2", "f32_16x16x16bf16_1k", "MI250X", "bfloat16", "bfloat16"),
+    ("MI100/mfma/f16", "CDNA1", "f32_16x16x16f16", "MI100", "float16", "float16"),
+    ("MI100/mfma/bf16", "CDNA1", "f32_16x16x8bf16", "MI100", "bfloat16", "bfloat16"),
+]
+
 KINDS = ("normal", "wide", "cancel", "subnormal", "special")
 
 
@@ -158,6 +171,26 @@ def generate(rows_per_kind, seed):
                 arrays[f"{name}/d"] = d.view(np.uint32 if out == "float32" else np.uint16)
                 configs[name] = {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": instr,
                                  "a_format": fa, "b_format": fb, "out_format": out, "K": K, "kind": kind}
+    from mmasim.amd import sim as amd_sim
+
+    for key, arch, suffix, gpu, fa, fb in AMD_CONFIGS:
+        op = amd_sim.MFMA(arch, suffix)
+        k = op.k
+        fa_, fb_ = fp8sim.get_format(fa), fp8sim.get_format(fb)
+        for chain in (1, 4):
+            K = k * chain
+            for kind in KINDS:
+                a, b = operands(rng, kind, rows_per_kind, K, fa_, fb_)
+                c = addends(rng, rows_per_kind, "float32")
+                d = op.dpa(to_torch(torch, a, fa), to_torch(torch, b, fb), torch.from_numpy(c.astype(np.float32)))
+                d = d.numpy().astype(np.float32)
+                name = f"{key}/K{K}/{kind}"
+                arrays[f"{name}/a"] = fp8sim.encode(a, fa)
+                arrays[f"{name}/b"] = fp8sim.encode(b, fb)
+                arrays[f"{name}/c"] = fp8sim.encode(c, "float32")
+                arrays[f"{name}/d"] = d.view(np.uint32)
+                configs[name] = {"mmasim": f"MFMA('{arch}', '{suffix}')", "gpu": gpu, "instruction": "mfma",
+                                 "a_format": fa, "b_format": fb, "out_format": "float32", "K": K, "kind": kind}
     meta = {"mmasim_version": getattr(mmasim, "__version__", None) or _dist_version("mmasim"),
             "torch_version": torch.__version__, "seed": seed, "rows_per_kind": rows_per_kind, "sets": configs}
     return arrays, meta

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .accumulate import BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit, dot_chain, split_fp16_chain, two_sum
+from .cdna import ExactBlockUnit, FloorSumUnit, FTZUnit, cdna_chain
 from .formats import FormatLike, check_bool, get_format
 from .hardware import tensor_core
 from .rounding import as_float64, quantize, to_array
@@ -32,6 +33,7 @@ Unit = BlockFMA | ExactUnit | FMAUnit | SplitFP16Unit | str
 __all__ = ["Unit", "matmul", "dot_rows", "scaled_matmul", "resolve_unit", "add_fp32", "thread_count", "THREAD_MIN_MACS"]
 
 FP32 = get_format("float32")
+AMD_UNITS = (ExactBlockUnit, FTZUnit, FloorSumUnit)
 
 
 def resolve_unit(unit: Unit) -> BlockFMA | ExactUnit | FMAUnit:
@@ -42,7 +44,7 @@ def resolve_unit(unit: Unit) -> BlockFMA | ExactUnit | FMAUnit:
     >>> resolve_unit("H100:e5m2").block, resolve_unit("B200:e4m3@mma.sync").c_in_alignment
     (32, False)
     """
-    if isinstance(unit, (BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit)):
+    if isinstance(unit, (BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit, *AMD_UNITS)):
         return unit
     if isinstance(unit, str):
         if unit.strip().lower() == "exact":
@@ -170,6 +172,8 @@ def matmul(
         out = _fma(a, b, c)
     elif isinstance(unit, SplitFP16Unit):
         out = split_fp16_chain(a, b, c, unit, tile_elems=tile_elems)
+    elif isinstance(unit, AMD_UNITS):
+        out = cdna_chain(a, b, c, unit)
     else:
         out = _chained(a, b, c, unit, promote_every, tile_elems, paired=False, threads=threads)
     return out if out_format is None else quantize(out, out_format)
@@ -199,13 +203,15 @@ def dot_rows(
     [3.0, -1.0]
     """
     unit, a, b = _prepare(a, b, unit, promote_every, quantize_inputs)
-    if not isinstance(unit, (BlockFMA, SplitFP16Unit)):
-        raise ValueError("dot_rows needs a tensor-core unit (BlockFMA or SplitFP16Unit)")
+    if not isinstance(unit, (BlockFMA, SplitFP16Unit, *AMD_UNITS)):
+        raise ValueError("dot_rows needs a matrix unit (BlockFMA, SplitFP16Unit or an AMD unit)")
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"a and b must be 2-D of the same shape, got {a.shape} and {b.shape}")
     c = _addend(c, (a.shape[0], 1)) if np.ndim(c) == 0 or c is None else _addend(to_array(c, "c")[:, None], (a.shape[0], 1))
     if isinstance(unit, SplitFP16Unit):
         out = split_fp16_chain(a, b, c, unit, paired=True, tile_elems=tile_elems)[:, 0]
+    elif isinstance(unit, AMD_UNITS):
+        out = cdna_chain(a, b, c, unit, paired=True)[:, 0]
     else:
         out = _chained(a, b, c, unit, promote_every, tile_elems, paired=True)[:, 0]
     return out if out_format is None else quantize(out, out_format)
@@ -214,7 +220,8 @@ def dot_rows(
 def _prepare(a, b, unit, promote_every, quantize_inputs):
     unit = resolve_unit(unit)
     quantize_inputs = check_bool(quantize_inputs, "quantize_inputs")
-    fa, fb = (unit.in_format, unit.b_format) if isinstance(unit, (BlockFMA, SplitFP16Unit)) else (FP32, FP32)
+    fa, fb = (unit.in_format, unit.b_format) if isinstance(unit, (BlockFMA, SplitFP16Unit, *AMD_UNITS)) \
+        else (FP32, FP32)
     a = _operand(a, "a", fa, quantize_inputs)
     b = _operand(b, "b", fb, quantize_inputs)
     if promote_every is not None:

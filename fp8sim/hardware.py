@@ -43,13 +43,18 @@ GPUS = {"V100": "V100", "A100": "A100", "ADA": "Ada", "L40S": "L40S", "H100": "H
         "SM90A": "H100", "GB200": "B200", "BLACKWELL": "B200", "SM100": "B200", "SM100A": "B200",
         "T4": "T4", "TURING": "T4", "SM75": "T4",
         "RTX50": "RTX50", "RTX5090": "RTX50", "RTX5080": "RTX50", "RTX5070": "RTX50", "RTXPRO6000": "RTX50",
-        "RTXBLACKWELL": "RTX50", "SM120": "RTX50", "SM120A": "RTX50"}
+        "RTXBLACKWELL": "RTX50", "SM120": "RTX50", "SM120A": "RTX50",
+        # AMD Instinct (MMA-Sim's models, not measured): CDNA1, CDNA2, CDNA3
+        "MI100": "MI100", "CDNA1": "MI100", "GFX908": "MI100",
+        "MI250X": "MI250X", "MI250": "MI250X", "MI210": "MI250X", "CDNA2": "MI250X", "GFX90A": "MI250X",
+        "MI300X": "MI300X", "MI300A": "MI300X", "MI325X": "MI300X", "CDNA3": "MI300X", "GFX942": "MI300X"}
 
 #: the instruction a library GEMM runs on each GPU (cuBLAS, CUTLASS, DeepGEMM, Transformer Engine)
 DEFAULT_INSTRUCTION = {"V100": "mma.sync", "T4": "mma.sync", "A100": "mma.sync", "Ada": "mma.sync",
-                       "L40S": "mma.sync", "H100": "wgmma", "B200": "tcgen05", "RTX50": "mma.sync"}
+                       "L40S": "mma.sync", "H100": "wgmma", "B200": "tcgen05", "RTX50": "mma.sync",
+                       "MI100": "mfma", "MI250X": "mfma", "MI300X": "mfma"}
 
-INSTRUCTIONS = ("mma.sync", "wgmma", "tcgen05")
+INSTRUCTIONS = ("mma.sync", "wgmma", "tcgen05", "mfma", "mfma.legacy")
 
 _FP = ("float16", "bfloat16", "tf32")
 _FP8 = ("float8_e4m3fn", "float8_e5m2")
@@ -90,6 +95,21 @@ _add(["B200"], "tcgen05", ["tf32"], (8, 25, 23, "toward_zero", True), MMASIM)
 _add(["B200"], "tcgen05", _F8F6F4, (32, 25, 23, "toward_zero", True), MMASIM + " (kind::f8f6f4)")
 _add(["RTX50"], "mma.sync", _F8F6F4, (32, 25, 23, "toward_zero", True), MMASIM + " (sm_120 kind::f8f6f4)")
 
+_FNUZ8 = ("float8_e4m3fnuz", "float8_e5m2fnuz")
+#: AMD units: (gpu, instruction, format) -> (class name, keyword arguments, what validated it)
+_AMD = {}
+for _f, _blk in (("float16", 4), ("bfloat16", 2)):
+    _AMD[("MI100", "mfma", _f)] = ("ExactBlockUnit", {"block": _blk}, MMASIM + " (CDNA1, E-FDPA)")
+_AMD[("MI250X", "mfma", "float16")] = ("FTZUnit", {"group": 4}, MMASIM + " (CDNA2, FTZ-MUL-ADD)")
+_AMD[("MI250X", "mfma", "bfloat16")] = ("FTZUnit", {"group": 4}, MMASIM + " (CDNA2 bf16_1k, FTZ-MUL-ADD)")
+_AMD[("MI250X", "mfma.legacy", "bfloat16")] = ("FTZUnit", {"group": 2}, MMASIM + " (CDNA2 bf16, FTZ-MUL-ADD)")
+for _f in ("float16", "bfloat16"):
+    _AMD[("MI300X", "mfma", _f)] = ("FloorSumUnit", {"block": 8}, MMASIM + " (CDNA3, TR-FDPA)")
+_AMD[("MI300X", "mfma", "tf32")] = ("FloorSumUnit", {"block": 4}, MMASIM + " (CDNA3 xf32, TR-FDPA)")
+for _f in _FNUZ8:
+    _AMD[("MI300X", "mfma", _f)] = ("FloorSumUnit", {"block": 16, "split_parity": True, "c_drop_bits": 25,
+                                                      "overflow_check": False}, MMASIM + " (CDNA3 FP8, GTR-FDPA)")
+
 #: which operand formats each (gpu, instruction, in_format) may pair with
 _PAIRS = {"tcgen05": _F8F6F4}
 
@@ -100,7 +120,8 @@ def presets():
     >>> ("H100", "wgmma", "float8_e4m3fn") in {k[:3] for k in presets()}
     True
     """
-    return [(g, i, f, v[-1]) for (g, i, f), v in sorted(_PRESETS.items())]
+    return ([(g, i, f, v[-1]) for (g, i, f), v in sorted(_PRESETS.items())]
+            + [(g, i, f, v[-1]) for (g, i, f), v in sorted(_AMD.items())])
 
 
 B200_FP8_NOTES = """\
@@ -178,6 +199,8 @@ def tensor_core(gpu: str, in_format: FormatLike, out_format: FormatLike = "float
 
     key = _gpu_key(gpu)
     instr = DEFAULT_INSTRUCTION[key] if instruction is None else str(instruction).strip().lower()
+    if key in ("MI100", "MI250X", "MI300X"):
+        return _amd_unit(key, instr, in_format, out_format, b_format, instruction)
     have = sorted({(i, f) for g, i, f in _PRESETS if g == key})
     if instr not in INSTRUCTIONS or not any(i == instr for i, _ in have):
         raise ValueError(f"{key} has no instruction {instruction!r}; it has "
@@ -209,6 +232,29 @@ def tensor_core(gpu: str, in_format: FormatLike, out_format: FormatLike = "float
                     step_format="float16")
 
 
+def _amd_unit(key, instr, in_format, out_format, b_format, instruction):
+    from . import cdna
+
+    have = sorted({(i, f) for g, i, f in _AMD if g == key})
+    if not any(i == instr for i, _ in have):
+        raise ValueError(f"{key} has no instruction {instruction!r}; it has {sorted({i for i, _ in have})} "
+                         f"(default {DEFAULT_INSTRUCTION[key]!r})")
+    fmt = get_format(in_format)
+    entry = _AMD.get((key, instr, fmt.name))
+    if entry is None:
+        raise ValueError(f"no {key} {instr} unit for in_format {fmt.name!r}; {key} {instr} takes "
+                         f"{sorted(f for i, f in have if i == instr)}")
+    fb = fmt if b_format is None else get_format(b_format)
+    if fb != fmt and not (fmt.name in _FNUZ8 and fb.name in _FNUZ8):
+        raise ValueError(f"mixed operands on {key} {instr}: both must be among {list(_FNUZ8)}, "
+                         f"got {fmt.name} and {fb.name}")
+    if get_format(out_format).name != "float32":
+        raise ValueError(f"{key} {instr}: only FP32 output is modelled, got out_format={out_format!r}")
+    cls, kwargs, _ = entry
+    name = f"{key}:{fmt.name}" + (f",{fb.name}" if fb != fmt else "") + f"@{instr}"
+    return getattr(cdna, cls)(fmt, name=name, b_format=fb, **kwargs)
+
+
 def validation(unit) -> str:
     """What validated a unit from :func:`tensor_core` (by its name).
 
@@ -222,7 +268,7 @@ def validation(unit) -> str:
     except ValueError:
         return "not a preset"
     instr = instr.split(":")[0]
-    v = _PRESETS.get((gpu, instr, fmts.split(",")[0]))
+    v = _PRESETS.get((gpu, instr, fmts.split(",")[0])) or _AMD.get((gpu, instr, fmts.split(",")[0]))
     if v is None:
         return "not a preset"
     if name.endswith(":fp16out"):

@@ -244,6 +244,179 @@ def split_fp16_dot(a, b, c, unit) -> float:
     return c
 
 
+# --- AMD CDNA units (fp8sim.cdna) ----------------------------------------------------------------
+
+def _special_dot(a, b, c, overflow_check=False):
+    """NaN / Inf of a step: None when everything is finite (and no product reaches 2**128 if checked)."""
+    signs = set()
+    nan = math.isnan(c)
+    for x, y in zip(a, b):
+        if math.isnan(x) or math.isnan(y):
+            nan = True
+            continue
+        if math.isinf(x) or math.isinf(y):
+            if x == 0 or y == 0:
+                nan = True
+            else:
+                signs.add(math.copysign(1.0, x) * math.copysign(1.0, y))
+        elif overflow_check and abs(Fraction(x) * Fraction(y)) >= 2**128:
+            signs.add(math.copysign(1.0, x) * math.copysign(1.0, y))
+    if math.isinf(c):
+        signs.add(math.copysign(1.0, c))
+    if nan or len(signs) == 2:
+        return float("nan")
+    if signs:
+        return signs.pop() * math.inf
+    return None
+
+
+def exact_block_dot(a, b, c, unit) -> float:
+    """:class:`fp8sim.cdna.ExactBlockUnit` (CDNA1): each block's products and C summed exactly,
+    rounded once to nearest-even FP32.
+
+    >>> exact_block_dot([2.0**15, 1.0, -2.0**15], [1.0, 2.0**-30, 1.0], 0.0, type("U", (), {"block": 4})())
+    9.313225746154785e-10
+    """
+    a, b, c = [float(v) for v in a], [float(v) for v in b], float(c)
+    for k0 in range(0, len(a), unit.block):
+        aa, bb = a[k0:k0 + unit.block], b[k0:k0 + unit.block]
+        sp = _special_dot(aa, bb, c)
+        if sp is not None:
+            c = sp
+            continue
+        exact = sum((Fraction(x) * Fraction(y) for x, y in zip(aa, bb)), Fraction(c))
+        c = quantize_scalar(exact, "float32", "nearest_even", "infinity")
+        if c == 0:
+            c = 0.0 if exact == 0 and not (math.copysign(1, c) < 0) else c
+    return c
+
+
+def _flush32(v: Fraction | float) -> float:
+    """Round to FP32 (nearest-even), then flush a subnormal to a zero of its sign."""
+    r = quantize_scalar(v, "float32", "nearest_even", "infinity") if not isinstance(v, float) or math.isfinite(v) \
+        else v
+    if r != 0 and math.isfinite(r) and abs(r) < 2.0**-126:
+        return math.copysign(0.0, r)
+    return r
+
+
+def _add32(x: float, y: float) -> float:
+    if math.isnan(x) or math.isnan(y) or (math.isinf(x) and math.isinf(y) and x != y):
+        return float("nan")
+    if math.isinf(x) or math.isinf(y):
+        return x if math.isinf(x) else y
+    if x == 0 and y == 0:
+        return x + y  # IEEE signs of zero sums
+    return _flush32(Fraction(x) + Fraction(y))
+
+
+def ftz_dot(a, b, c, unit) -> float:
+    """:class:`fp8sim.cdna.FTZUnit` (CDNA2), one operation at a time: inputs subnormal in their own
+    format are +0, products are rounded to FP32 and flushed, per group ``s = p0 + p1`` (and
+    ``s + (p2 + p3)`` for groups of 4), then ``c = c + s``, every addition rounded to FP32 and
+    flushed.
+
+    >>> ftz_dot([1.0, 2.0**-130, 3.0, 1.0], [1.0, 2.0**10, 1.0, 1.0], 0.0,
+    ...         fp8sim_unit := type("U", (), {"group": 4, "in_format": "float32", "b_format": None})())
+    5.0
+    """
+    fa = get_format(unit.in_format)
+    fb = get_format(getattr(unit, "b_format", None) or fa)
+    a = [0.0 if math.isfinite(float(x)) and float(x) != 0 and abs(float(x)) < fa.smallest_normal else float(x)
+         for x in a]
+    b = [0.0 if math.isfinite(float(y)) and float(y) != 0 and abs(float(y)) < fb.smallest_normal else float(y)
+         for y in b]
+    c = float(c)
+    if math.isfinite(c) and c != 0 and abs(c) < 2.0**-126:
+        c = 0.0
+    c = float(np.float32(c))
+
+    def prod(x, y):
+        if math.isnan(x) or math.isnan(y) or ((math.isinf(x) or math.isinf(y)) and (x == 0 or y == 0)):
+            return float("nan")
+        if math.isinf(x) or math.isinf(y):
+            return math.copysign(math.inf, x) * math.copysign(1.0, y)
+        if x == 0 or y == 0:
+            return math.copysign(0.0, x) * math.copysign(1.0, y)
+        return _flush32(Fraction(x) * Fraction(y))
+
+    g = unit.group
+    for k0 in range(0, len(a), g):
+        p = [prod(x, y) for x, y in zip(a[k0:k0 + g], b[k0:k0 + g])]
+        s = _add32(p[0], p[1]) if len(p) > 1 else p[0]
+        if len(p) == 4:
+            s = _add32(s, _add32(p[2], p[3]))
+        elif len(p) == 3:
+            s = _add32(s, p[2])
+        c = _add32(c, s)
+    return c
+
+
+def _floor_grid(v: Fraction, e: int) -> Fraction:
+    g = Fraction(2) ** e
+    return math.floor(v / g) * g
+
+
+def _trunc_sum(terms, F):
+    """Truncated fused sum of (value, exponent) terms: (sum, E) or (0, None) when there are none."""
+    if not terms:
+        return Fraction(0), None
+    E = max(e for _, e in terms)
+    g = Fraction(2) ** (E - F)
+    return sum(math.trunc(v / g) for v, _ in terms) * g, E
+
+
+def floor_sum_dot(a, b, c, unit) -> float:
+    """:class:`fp8sim.cdna.FloorSumUnit` (CDNA3), exactly: per block, the products' truncated sum
+    at F = ``align_bits`` (even and odd k apart with ``split_parity``), C and the join floored
+    toward -Inf, the sum floored to ``frac_bits`` fraction bits, one nearest-even FP32 rounding.
+
+    >>> from fp8sim.hardware import tensor_core
+    >>> floor_sum_dot([1.0], [1.0], -2.0**-30, tensor_core("MI300X", "bfloat16"))   # C floored to 2**-24
+    0.9999999403953552
+    """
+    fa = get_format(unit.in_format)
+    fb = get_format(getattr(unit, "b_format", None) or fa)
+    a, b, c = [float(v) for v in a], [float(v) for v in b], float(c)
+    F = unit.align_bits
+    for k0 in range(0, len(a), unit.block):
+        aa, bb = a[k0:k0 + unit.block], b[k0:k0 + unit.block]
+        sp = _special_dot(aa, bb, c, unit.overflow_check)
+        if sp is not None:
+            c = sp
+            continue
+        terms = []
+        for k, (x, y) in enumerate(zip(aa, bb)):
+            if x == 0 or y == 0:
+                continue
+            sx, ex = _sig_exp(Fraction(x), fa)
+            sy, ey = _sig_exp(Fraction(y), fb)
+            terms.append((k, Fraction(sx * sy) * Fraction(2) ** (ex + ey - fa.mantissa_bits - fb.mantissa_bits),
+                          ex + ey))
+        if unit.split_parity:
+            s0, e0 = _trunc_sum([(v, e) for k, v, e in terms if k % 2 == 0], F)
+            s1, e1 = _trunc_sum([(v, e) for k, v, e in terms if k % 2 == 1], F)
+            exps = [e for e in (e0, e1) if e is not None]
+            e_dot = max(exps) if exps else None
+            s_dot = (_floor_grid(s0, e_dot - F) + _floor_grid(s1, e_dot - F)) if e_dot is not None else Fraction(0)
+        else:
+            s_dot, e_dot = _trunc_sum([(v, e) for _, v, e in terms], F)
+        cf = Fraction(c)
+        e_c = floor_log2(abs(cf)) if cf != 0 else None
+        cands = [e for e in (e_dot, e_c) if e is not None]
+        if not cands:
+            c = 0.0 + c  # no products, zero C
+            continue
+        e_max = max(cands)
+        if unit.c_drop_bits is not None and e_c is not None and e_c < e_max - unit.c_drop_bits:
+            cf = Fraction(0)
+        v = _floor_grid(s_dot, e_max - unit.join_bits) + _floor_grid(cf, e_max - F)
+        if v != 0:
+            v = _floor_grid(v, floor_log2(abs(v)) - unit.frac_bits)
+        c = quantize_scalar(v, "float32", "nearest_even", "infinity")
+    return c
+
+
 def _add_fp32(x: float, y: float) -> float:
     if math.isnan(x) or math.isnan(y) or (math.isinf(x) and math.isinf(y) and x != y):
         return float("nan")

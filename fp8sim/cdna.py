@@ -1,0 +1,241 @@
+"""AMD CDNA matrix units (``mfma``): the three algorithms MMA-Sim publishes for CDNA1-3.
+
+Chen et al., "MMA-Sim" (arXiv 2511.10909), as summarised in
+``../shared/HARDWARE.md``; checked bit for bit against MMA-Sim 2.1.1 on
+random rows (``tests/test_mmasim.py``).  The scalar twins are in
+:mod:`fp8sim.reference` (``exact_block_dot``, ``ftz_dot``, ``floor_sum_dot``).
+
+``ExactBlockUnit`` (CDNA1, MI100; MMA-Sim's E-FDPA)
+    Each step sums ``block`` exact products and C exactly and rounds once
+    to nearest-even FP32 (block 4 for f16, 2 for bf16).
+``FTZUnit`` (CDNA2, MI210/MI250/MI250X; FTZ-MUL-ADD)
+    Inputs subnormal in their own format become +0; each product is
+    rounded to FP32 and flushed to a signed zero if subnormal; per group of
+    ``group`` products ``s = p0 + p1`` (and for 4, ``s = s + (p2 + p3)``),
+    then ``c = c + s``; every addition is FP32 nearest-even with a
+    subnormal result flushed (sign kept); a subnormal C becomes +0.
+``FloorSumUnit`` (CDNA3, MI300A/MI300X/MI325X; TR-FDPA and, with
+``split_parity``, GTR-FDPA for FP8)
+    The products' truncated fused sum at F = ``align_bits`` without C
+    gives ``(s_dot, e_dot)``; ``e_max = max(e_dot, e_C)``; ``s_dot`` is
+    floored (toward -Inf) to ``2**(e_max - join_bits)``, C to
+    ``2**(e_max - align_bits)``; their sum is floored to ``frac_bits``
+    fraction bits and rounded to nearest-even FP32.  With
+    ``split_parity`` the even-k and odd-k products are two truncated sums,
+    each floored to ``2**(e_dot - align_bits)`` (``e_dot`` the larger of
+    their two exponents) and added, and C is dropped when
+    ``e_C < e_max - c_drop_bits``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .accumulate import round_pair
+from .formats import FloatFormat, get_format
+from .rounding import quantize
+
+__all__ = ["ExactBlockUnit", "FTZUnit", "FloorSumUnit", "cdna_chain"]
+
+FP32 = get_format("float32")
+
+
+def _formats(self):
+    object.__setattr__(self, "in_format", get_format(self.in_format))
+    object.__setattr__(self, "b_format", self.in_format if self.b_format is None else get_format(self.b_format))
+
+
+@dataclass(frozen=True)
+class ExactBlockUnit:
+    """CDNA1: ``block`` products and C summed exactly, rounded once to nearest-even FP32.
+
+    >>> import fp8sim
+    >>> u = fp8sim.hardware.tensor_core("MI100", "float16")
+    >>> fp8sim.matmul([[2.0**15, 2.0**-14, 1.0, -2.0**15]], [[1.0], [1.0], [1.0], [1.0]], unit=u).item()
+    1.00006103515625
+    """
+
+    in_format: FloatFormat
+    block: int
+    name: str = ""
+    b_format: FloatFormat | None = None
+
+    def __post_init__(self):
+        _formats(self)
+
+
+@dataclass(frozen=True)
+class FTZUnit:
+    """CDNA2: FP32 products and pairwise FP32 additions, every subnormal flushed (see the module notes)."""
+
+    in_format: FloatFormat
+    group: int
+    name: str = ""
+    b_format: FloatFormat | None = None
+
+    def __post_init__(self):
+        _formats(self)
+        if self.group not in (2, 4):
+            raise ValueError(f"group must be 2 or 4, got {self.group!r}")
+
+    @property
+    def block(self):
+        return self.group
+
+
+@dataclass(frozen=True)
+class FloorSumUnit:
+    """CDNA3: truncated product sum, C and the join floored, one nearest-even FP32 rounding."""
+
+    in_format: FloatFormat
+    block: int
+    align_bits: int = 24
+    join_bits: int = 32
+    frac_bits: int = 31
+    split_parity: bool = False
+    c_drop_bits: int | None = None
+    overflow_check: bool = True
+    name: str = ""
+    b_format: FloatFormat | None = None
+
+    def __post_init__(self):
+        _formats(self)
+
+
+# --- the engines --------------------------------------------------------------------------------
+
+def _exps(x, fmt):
+    """Exponents clamped at fmt's emin (int64); zeros get -10**6."""
+    _, e = np.frexp(x)
+    e = np.maximum(e.astype(np.int64) - 1, fmt.emin)
+    return np.where(x == 0, -(10**6), e)
+
+
+def _floor_to(v, e):
+    """v floored (toward -Inf) onto the grid 2**e (float64, exact for the values here)."""
+    return np.ldexp(np.floor(np.ldexp(v, -e)), e)
+
+
+def _trunc_to(v, e):
+    return np.ldexp(np.trunc(np.ldexp(v, -e)), e)
+
+
+def _truncated_sum(p, ep, F):
+    """Truncated fused sum of products p (..., k) with exponents ep: (sum, E); E = -10**6 when none."""
+    E = ep.max(axis=-1)
+    live = E > -(10**5)
+    Ez = np.where(live, E, 0)
+    s = _trunc_to(p, (Ez - F)[..., None]).sum(axis=-1)
+    return np.where(live, s, 0.0), E
+
+
+def _floor_sum_step(unit, p, ep, c):
+    F = unit.align_bits
+    if unit.split_parity:
+        s0, e0 = _truncated_sum(p[..., 0::2], ep[..., 0::2], F)
+        s1, e1 = _truncated_sum(p[..., 1::2], ep[..., 1::2], F)
+        e_dot = np.maximum(e0, e1)
+        ez = np.where(e_dot > -(10**5), e_dot, 0)
+        s_dot = _floor_to(s0, ez - F) + _floor_to(s1, ez - F)
+    else:
+        s_dot, e_dot = _truncated_sum(p, ep, F)
+    _, ec = np.frexp(c)
+    e_c = np.where(c != 0, ec.astype(np.int64) - 1, -(10**6))
+    e_max = np.maximum(e_dot, e_c)
+    em = np.where(e_max > -(10**5), e_max, 0)
+    c_used = c
+    if unit.c_drop_bits is not None:
+        c_used = np.where(e_c < e_max - unit.c_drop_bits, 0.0, c)
+    v = _floor_to(s_dot, em - unit.join_bits) + _floor_to(c_used, em - F)
+    _, ev = np.frexp(v)
+    v = np.where(v != 0, _floor_to(v, ev.astype(np.int64) - 1 - unit.frac_bits), v)
+    with np.errstate(over="ignore"):
+        return quantize(v, FP32)
+
+
+def _ftz32(x):
+    x = np.asarray(x, np.float32)
+    return np.where(np.abs(x) < np.float32(FP32.smallest_normal), np.copysign(np.float32(0), x), x)
+
+
+def cdna_chain(a, b, c, unit, *, paired=False):
+    """An AMD unit chained over K: a (M, K) @ b (K, N) + c (M, N) (or row-paired, as dot_chain)."""
+    M, K = a.shape
+    out = np.array(c, np.float64, copy=True)
+    if paired:
+        A, B = a[:, None, :], b[:, None, :]
+    else:
+        A, B = a[:, None, :], b.T[None, :, :]
+    fa, fb = unit.in_format, unit.b_format
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        if isinstance(unit, FTZUnit):
+            sub_a = (np.abs(A) < fa.smallest_normal)
+            sub_b = (np.abs(B) < fb.smallest_normal)
+            A = np.where(sub_a, 0.0, A)
+            B = np.where(sub_b, 0.0, B)
+            acc = _ftz32(np.where(np.abs(out) < FP32.smallest_normal, 0.0, out))
+            for k0 in range(0, K, unit.group):
+                p = _ftz32((A[..., k0:k0 + unit.group] * B[..., k0:k0 + unit.group]).astype(np.float32))
+                s = _ftz32(p[..., 0] + p[..., 1]) if p.shape[-1] > 1 else p[..., 0]
+                if p.shape[-1] == 4:
+                    s = _ftz32(s + _ftz32(p[..., 2] + p[..., 3]))
+                elif p.shape[-1] == 3:
+                    s = _ftz32(s + p[..., 2])
+                acc = _ftz32(acc + s)
+            return acc.astype(np.float64)
+        ea, eb = _exps(A, fa), _exps(B, fb)
+        for k0 in range(0, K, unit.block):
+            kk = slice(k0, k0 + unit.block)
+            p = A[..., kk] * B[..., kk]
+            if isinstance(unit, ExactBlockUnit):
+                out = _exact_block_step(p, out)
+                continue
+            ep = ea[..., kk] + eb[..., kk]
+            res = _floor_sum_step(unit, np.where(np.isfinite(p), p, 0.0), np.where(np.isfinite(p), ep, -(10**6)),
+                                  np.where(np.isfinite(out), out, 0.0))
+            res = _specials(res, p, out, unit)
+            out = res
+    return out
+
+
+def _specials(res, p, c, unit):
+    """NaN and Inf: a NaN anywhere or Inf - Inf gives NaN; an infinite product or C gives that Inf;
+    CDNA3's check also makes a finite product of 2**128 or more an Inf."""
+    inf_p = np.isinf(p)
+    if unit.overflow_check:
+        inf_p = inf_p | (np.isfinite(p) & (np.abs(p) >= 2.0**128))
+    pos = (inf_p & (p > 0)).any(axis=-1) | (c == np.inf)
+    neg = (inf_p & (p < 0)).any(axis=-1) | (c == -np.inf)
+    nan = np.isnan(p).any(axis=-1) | np.isnan(c) | (pos & neg)
+    out = np.where(pos, np.inf, np.where(neg, -np.inf, res))
+    return np.where(nan, np.nan, out)
+
+
+def _exact_block_step(p, c):
+    """sum(p) + c, exact, rounded once to nearest-even FP32; NaN / Inf by IEEE rules."""
+    terms = np.concatenate([p, c[..., None]], axis=-1)
+    finite = np.isfinite(terms).all(axis=-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        special = quantize(terms.sum(axis=-1), FP32)  # IEEE special-value rules for the non-finite
+    t = np.where(np.isfinite(terms), terms, 0.0)
+    # exact in float64 when every term's bits fit one 53-bit window: the common case
+    nz = t != 0
+    m, e = np.frexp(np.where(nz, t, 1.0))
+    sig = np.ldexp(np.abs(m), 53).astype(np.int64)
+    lsb = e.astype(np.int64) - 53 + np.log2((sig & -sig).astype(np.float64)).astype(np.int64)
+    hi_e = np.where(nz, e.astype(np.int64), -(10**6)).max(axis=-1)
+    lo_e = np.where(nz, lsb, 10**6).min(axis=-1)
+    span_ok = (hi_e - lo_e + math.ceil(math.log2(terms.shape[-1] + 1))) <= 52
+    s = t.sum(axis=-1)
+    out = quantize(s, FP32)
+    hard = finite & ~span_ok & nz.any(axis=-1)
+    if hard.any():
+        for idx in zip(*np.nonzero(hard)):
+            vals = list(t[idx])
+            hi = math.fsum(vals)
+            lo = math.fsum(vals + [-hi])
+            out[idx] = round_pair(np.array(hi), np.array(lo), FP32, "nearest_even")
+    return np.where(finite, out, special)

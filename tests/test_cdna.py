@@ -1,0 +1,56 @@
+"""AMD CDNA units (fp8sim.cdna): the vectorized engine against its exact scalar twins (issue 10)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import fp8sim
+from fp8sim.hardware import tensor_core
+from fp8sim.reference import exact_block_dot, floor_sum_dot, ftz_dot
+
+from .test_accumulate import random_inputs, same
+
+TWIN = {"ExactBlockUnit": exact_block_dot, "FTZUnit": ftz_dot, "FloorSumUnit": floor_sum_dot}
+
+UNITS = [("MI100", "float16", None, "mfma"), ("MI100", "bfloat16", None, "mfma"),
+         ("MI250X", "float16", None, "mfma"), ("MI250X", "bfloat16", None, "mfma"),
+         ("MI250X", "bfloat16", None, "mfma.legacy"),
+         ("MI300X", "float16", None, "mfma"), ("MI300X", "bfloat16", None, "mfma"), ("MI300X", "tf32", None, "mfma"),
+         ("MI300X", "e4m3fnuz", None, "mfma"), ("MI300X", "e5m2fnuz", "e4m3fnuz", "mfma")]
+
+
+@pytest.mark.parametrize("gpu, fa, fb, instr", UNITS, ids=[f"{g}-{a}-{b}-{i}" for g, a, b, i in UNITS])
+@pytest.mark.parametrize("K", [3, 16, 40])
+def test_engine_equals_twin(gpu, fa, fb, instr, K, rng):
+    unit = tensor_core(gpu, fa, b_format=fb, instruction=instr)
+    twin = TWIN[type(unit).__name__]
+    a = random_inputs(rng, (4, K), unit.in_format, spread=10)
+    b = random_inputs(rng, (K, 3), unit.b_format, spread=10)
+    c = fp8sim.quantize(rng.standard_normal((4, 3)) * 8, "float32")
+    c[0, 0], c[1, 1], c[2, 2] = -0.0, 3 * 2.0**-149, 0.0
+    if unit.in_format.has_inf:
+        a[3, 1] = np.inf
+    if unit.in_format.has_nan:
+        b[min(2, K - 1), 2] = np.nan
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[twin(a[i], b[:, j], c[i, j], unit) for j in range(3)] for i in range(4)])
+    assert same(got, want).all(), (got, want)
+
+
+def test_cdna3_floor_details_change_results():
+    """The floors are real: rounding C to nearest instead of flooring it changes the result."""
+    u = tensor_core("MI300X", "bfloat16")
+    got = fp8sim.matmul([[1.0]], [[1.0]], [[-2.0**-30]], unit=u).item()
+    assert got == 1 - 2.0**-24 and got != float(np.float32(1 - 2.0**-30))
+    assert floor_sum_dot([1.0], [1.0], -2.0**-30, dataclasses.replace(u, align_bits=40)) == 1.0
+
+
+def test_amd_errors_list_what_the_gpu_has():
+    with pytest.raises(ValueError, match="MI300X has no instruction 'wgmma'; it has \\['mfma'\\]"):
+        tensor_core("MI300X", "float16", instruction="wgmma")
+    with pytest.raises(ValueError, match="MI300X mfma takes"):
+        tensor_core("MI300X", "e4m3")        # OCP E4M3 is CDNA4's, not CDNA3's (FNUZ)
+    with pytest.raises(ValueError, match="only FP32 output"):
+        tensor_core("MI300X", "float16", out_format="float16")
+    assert tensor_core("gfx942", "e4m3fnuz") == tensor_core("MI325X", "e4m3fnuz")
