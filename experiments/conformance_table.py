@@ -7,12 +7,14 @@ dot product goes through the GPU's preset unit (``fp8sim.gemm.dot_rows``,
 the same arithmetic as ``fp8sim.matmul``, which the test suite checks
 row by row) and is compared with the measured FP32 output as a bit pattern.
 
-Stretch: where the data has FP16-output files, the rows go through the
-FP16-output unit (``tensor_core(gpu, fmt, out_format="float16")``) with C
-rounded to FP16 and ``out_format="float16"``.  H100 and B200 with FP8
-inputs and FP16 output are not modelled: for them the table shows how
-many rows the nearest simple variant matches (the FP32 unit's result
-rounded to FP16), marked "not modelled".
+Where the data has FP16-output files, the rows go through the FP16-output
+unit (``tensor_core(gpu, fmt, out_format="float16", instruction="mma.sync")``)
+with C rounded to FP16 and ``out_format="float16"``.
+
+A second table has one row per preset (GPU x instruction x input formats
+x output) with the measured rows it matches and the MMA-Sim rows it matches
+(``tests/data/mmasim_vectors.npz``, from ``experiments/mmasim_vectors.py``;
+NaN encodings aside, the one documented difference that occurs there).
 """
 
 from __future__ import annotations
@@ -77,15 +79,90 @@ def markdown(rows):
     return "\n".join(lines)
 
 
+MMASIM_VECTORS = PACKED_VECTORS.parent / "mmasim_vectors.npz"
+
+
+def mmasim_rows(path=MMASIM_VECTORS):
+    """{(gpu, instruction, a format, b format, output): (matched, rows)} over MMA-Sim's vectors."""
+    import json
+
+    data = np.load(path)
+    meta = json.loads(data["meta"].tobytes())
+    out = {}
+    for name, cfg in meta["sets"].items():
+        fa, fb, of = cfg["a_format"], cfg["b_format"], cfg["out_format"]
+        instr = cfg["instruction"]
+        if "'f32_16x16x8bf16'" in cfg["mmasim"] and cfg["gpu"] == "MI250X":
+            instr = "mfma.legacy"
+        unit = tensor_core(cfg["gpu"], fa, b_format=None if fb == fa else fb, out_format=of, instruction=instr)
+        a, b = fp8sim.decode(data[f"{name}/a"], fa), fp8sim.decode(data[f"{name}/b"], fb)
+        c = fp8sim.decode(data[f"{name}/c"], of)
+        with np.errstate(invalid="ignore", over="ignore"):
+            got = dot_rows(a, b, c, unit=unit, out_format=None if of == "float32" else of)
+        want = fp8sim.decode(data[f"{name}/d"], of)
+        ok = (fp8sim.encode(got, of) == data[f"{name}/d"]) | (np.isnan(got) & np.isnan(want))
+        key = (cfg["gpu"], instr, fa, fb, of)
+        m, n = out.get(key, (0, 0))
+        out[key] = (m + int(ok.sum()), n + len(ok))
+    return out
+
+
+_DIR_OF = {"float16": "fp16", "bfloat16": "bf16", "tf32": "tf32", "float8_e4m3fn": "E4M3", "float8_e5m2": "E5M2"}
+
+
+def preset_rows(measured, mmasim):
+    """One row per preset (FP32 output), plus the FP16-output presets that have data."""
+    from fp8sim.hardware import presets
+
+    meas = {(r["gpu"], _DIR_OF.get(r["format"], r["format"])): r for r in measured}
+    rows = []
+    keys = [(g, i, f, f, "float32") for g, i, f, _ in presets()]
+    keys += [k for k in mmasim if k not in keys]
+    keys += [(r["gpu"], "mma.sync", r["in_format"], r["in_format"], "float16") for r in measured
+             if "fp16_matched" in r and (r["gpu"], "mma.sync", r["in_format"], r["in_format"], "float16") not in keys]
+    for g, i, fa, fb, of in sorted(keys):
+        r = {"gpu": g, "instruction": i, "a_format": fa, "b_format": fb, "out_format": of}
+        m = meas.get((g, _DIR_OF.get(fa, "?"))) if i == "mma.sync" and fa == fb else None
+        if m is not None:
+            got = m["fp32_matched"] if of == "float32" else m.get("fp16_matched")
+            if got is not None:
+                r["measured"] = [got, m["rows"]]
+        if (g, i, fa, fb, of) in mmasim:
+            r["mmasim"] = list(mmasim[(g, i, fa, fb, of)])
+        rows.append(r)
+    return rows
+
+
+def preset_markdown(rows):
+    def short(f):
+        return fp8sim.get_format(f).name.replace("float8_", "").replace("float6_", "").replace("float4_", "")
+
+    lines = ["| GPU | instruction | inputs | output | measured rows matched | MMA-Sim rows matched |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        ins = short(r["a_format"]) + ("" if r["b_format"] == r["a_format"] else " x " + short(r["b_format"]))
+        meas = f"{r['measured'][0]} / {r['measured'][1]}" if "measured" in r else "-"
+        sim = f"{r['mmasim'][0]} / {r['mmasim'][1]}" if "mmasim" in r else "-"
+        lines.append(f"| {r['gpu']} | {r['instruction']} | {ins} | {short(r['out_format'])} | {meas} | {sim} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = script_parser(__doc__, seed=False)
     ap.add_argument("--vectors", default=os.environ.get("FP8SIM_HW_VECTORS", str(PACKED_VECTORS)),
                     help="the measured data: a hw-vectors folder or a packed file (default: the one the tests ship)")
     args = ap.parse_args(argv)
     rows = run(args.vectors)
+    for r in rows:
+        r["in_format"] = fp8sim.get_format(load_vectors(args.vectors, r["gpu"], r["format"])["in_format"]).name
     table = markdown(rows)
     print(table)
-    write_json(out_dir(args.out) / "conformance.json", {"sets": rows, "markdown": table})
+    presets_table = preset_rows(rows, mmasim_rows()) if MMASIM_VECTORS.is_file() else []
+    per_preset = preset_markdown(presets_table)
+    print()
+    print(per_preset)
+    write_json(out_dir(args.out) / "conformance.json", {"sets": rows, "markdown": table, "presets": presets_table,
+                                                          "presets_markdown": per_preset})
     return rows
 
 

@@ -54,3 +54,21 @@ def test_amd_errors_list_what_the_gpu_has():
     with pytest.raises(ValueError, match="only FP32 output"):
         tensor_core("MI300X", "float16", out_format="float16")
     assert tensor_core("gfx942", "e4m3fnuz") == tensor_core("MI325X", "e4m3fnuz")
+
+
+@pytest.mark.parametrize("gpu, fa, fb, instr", [("MI300X", "e4m3fnuz", None, "mfma"), ("MI250X", "float16", None, "mfma"),
+                                                ("MI100", "bfloat16", None, "mfma"), ("B200", "e2m1", "e4m3", None),
+                                                ("RTX50", "e5m2", None, None), ("H100", "e4m3", None, "wgmma")])
+def test_new_paths_equal_twin_at_k4096(gpu, fa, fb, instr, rng):
+    """Every new path's engine equals its twin over a long chain (issue 10: up to K = 4096)."""
+    from .test_accumulate import reference_matmul
+
+    unit = tensor_core(gpu, fa, b_format=fb, instruction=instr)
+    a = random_inputs(rng, (2, 4096), unit.in_format, spread=3)
+    b = random_inputs(rng, (4096, 2), unit.b_format, spread=3)
+    c = fp8sim.quantize(rng.standard_normal((2, 2)), "float32")
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    twin = TWIN.get(type(unit).__name__)
+    want = (np.array([[twin(a[i], b[:, j], c[i, j], unit) for j in range(2)] for i in range(2)]) if twin
+            else reference_matmul(a, b, c, unit))
+    assert same(got, want).all()

@@ -147,3 +147,18 @@ def test_json_records_commit_and_full_command(tmp_path):
     format_error.main(["--quick", "--out", str(tmp_path)])
     record = json.loads((tmp_path / "format_error.json").read_text())
     assert record["command"].startswith("python") and "git_commit" in record
+
+
+def test_conformance_table_has_a_row_per_preset(tmp_path):
+    from experiments import conformance_table
+    from fp8sim.hardware import presets
+
+    conformance_table.main(["--out", str(tmp_path)])
+    record = json.loads((tmp_path / "conformance.json").read_text())
+    rows = record["presets"]
+    keys = {(r["gpu"], r["instruction"], r["a_format"]) for r in rows if r["out_format"] == "float32"}
+    assert {(g, i, f) for g, i, f, _ in presets()} <= keys
+    for r in rows:
+        for kind in ("measured", "mmasim"):
+            if kind in r:
+                assert r[kind][0] == r[kind][1], r
