@@ -123,6 +123,8 @@ AMD_CONFIGS = [
 ]
 
 KINDS = ("normal", "wide", "cancel", "subnormal", "special")
+#: sets that also get rows of kind "choices" (where fp8sim's and MMA-Sim's undecided choices differ)
+CHOICE_SETS = ("H100/wgmma/bf16", "H100/wgmma/e4m3", "B200/tcgen05/tf32")
 
 
 def operands(rng, kind, rows, K, fa, fb):
@@ -201,6 +203,27 @@ def generate(rows_per_kind, seed):
                 arrays[f"{name}/d"] = d.view(np.uint32 if out == "float32" else np.uint16)
                 configs[name] = {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": instr,
                                  "a_format": fa, "b_format": fb, "out_format": out, "K": K, "kind": kind}
+    # rows where the choices no measurement decides matter: truncated overflow (large bf16 products)
+    # and a subnormal C with all-zero products (FP8 unit, F = 13)
+    for key, cls, arch, shape, gpu, instr, fa, fb, out in [c for c in CONFIGS if c[0] in CHOICE_SETS]:
+        op = getattr(sim, cls)(arch, shape)
+        fa_ = fp8sim.get_format(fa)
+        K = op.k
+        a = fp8sim.quantize(rng.uniform(1, 2, (rows_per_kind, K)) * fa_.max / 2, fa, overflow="saturate")
+        b = fp8sim.quantize(rng.uniform(1, 2, (rows_per_kind, K)) * (2.0 if fa_.emax > 100 else 1.0), fb)
+        c = fp8sim.quantize(rng.standard_normal(rows_per_kind), "float32")
+        if fa_.emax < 100:  # FP8: zero products, C subnormal
+            a[:] = 0.0
+            c = rng.integers(-2**23 + 1, 2**23, rows_per_kind) * 2.0**-149
+        d = op.dpa(to_torch(torch, a, fa), to_torch(torch, b, fb), torch.from_numpy(c.astype(np.float32)))
+        name = f"{key}/K{K}/choices"
+        arrays[f"{name}/a"] = fp8sim.encode(a, fa)
+        arrays[f"{name}/b"] = fp8sim.encode(b, fb)
+        arrays[f"{name}/c"] = fp8sim.encode(c, "float32")
+        arrays[f"{name}/d"] = d.numpy().astype(np.float32).view(np.uint32)
+        configs[name] = {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": instr,
+                         "a_format": fa, "b_format": fb, "out_format": out, "K": K, "kind": "choices"}
+
     from mmasim.amd import sim as amd_sim
 
     for key, arch, suffix, gpu, fa, fb in AMD_CONFIGS:

@@ -76,6 +76,14 @@ class BlockFMA:
         the FP16-output mode: a step beyond 65504 overflows inside the
         chain); its mantissa bits must be ``out_frac_bits``.  ``None``: FP32's
         exponent range with ``out_frac_bits`` fraction bits.
+    rz_overflow : str
+        A result truncated toward zero beyond the step format's range:
+        ``"max"`` (IEEE 754's toward-zero rounding, fp8sim's default) or
+        ``"inf"`` (MMA-Sim's choice).  No measurement decides.
+    c_subnormal_exponent : str
+        The exponent a subnormal C brings to the alignment: ``"true"`` (its
+        own, fp8sim's default) or ``"emin"`` (the format's minimum normal
+        exponent, -126 for FP32: MMA-Sim's choice).  No measurement decides.
 
     Examples
     --------
@@ -97,8 +105,16 @@ class BlockFMA:
     name: str = ""
     b_format: FloatFormat | None = None
     step_format: FloatFormat | None = None
+    rz_overflow: str = "max"
+    c_subnormal_exponent: str = "true"
 
     def __post_init__(self):
+        for field, allowed in (("rz_overflow", ("max", "inf")), ("c_subnormal_exponent", ("true", "emin"))):
+            value = getattr(self, field)
+            value = value.strip().lower() if isinstance(value, str) else value
+            if value not in allowed:
+                raise ValueError(f"{field} must be one of {list(allowed)}, got {value!r}")
+            object.__setattr__(self, field, value)
         object.__setattr__(self, "in_format", get_format(self.in_format))
         if self.step_format is not None:
             object.__setattr__(self, "step_format", get_format(self.step_format))
@@ -148,6 +164,22 @@ class BlockFMA:
     def replace(self, **changes) -> BlockFMA:
         """A copy with some parameters changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def default_choices(self) -> bool:
+        """Whether the choices no measurement decides are fp8sim's defaults."""
+        return self.rz_overflow == "max" and self.c_subnormal_exponent == "true"
+
+    def with_mmasim_choices(self) -> BlockFMA:
+        """This unit with MMA-Sim's choices where no measurement decides (a truncated overflow
+        gives Inf; a subnormal C aligns at the minimum normal exponent).
+
+        >>> import fp8sim
+        >>> u = fp8sim.hardware.tensor_core("H100", "bf16").with_mmasim_choices()
+        >>> fp8sim.matmul([[2.0**127]], [[4.0]], unit=u).item(), fp8sim.matmul([[2.0**127]], [[4.0]], unit="H100:bf16").item()
+        (inf, 3.4028234663852886e+38)
+        """
+        return self.replace(rz_overflow="inf", c_subnormal_exponent="emin")
 
 
 @dataclass(frozen=True)
@@ -339,6 +371,7 @@ class _Plan:
         # a zero input's exponent (no_exp) plus any other stays below every product's: then an entry
         # at or above min_exp + 127 is a real exponent (of a product or of a normal C)
         bit_step = (unit.c_in_alignment and unit.out_rounding == "toward_zero" and unit.step_format is None
+                    and unit.default_choices
                     and self.no_exp + max(fa.emax, fb.emax) < lo)
         self.f32 = small and narrow and bit_step
         # the float64 step on bits (_align_and_sum_f64) for the other truncating units
@@ -356,16 +389,23 @@ class _Plan:
         return np.where(x == 0, self.no_exp, e).astype(self.exp_dtype)
 
     def round_acc(self, v, rounding):
-        """Round exact float64 values onto the step's result format."""
+        """Round exact float64 values onto the step's result format (and apply the unit's choices)."""
         fmt = self.acc_fmt
         if rounding != "toward_zero":
-            return quantize(v, fmt, rounding, "infinity")
+            return self._choices(quantize(v, fmt, rounding, "infinity"), v, overflow=False)
         # truncating the float64 fraction is the rounding, for normal in-range results
         r = (v.view(np.uint64) & self.rtz_mask).view(np.float64)
         a = np.abs(v)
         odd = ((a < fmt.smallest_normal) & (v != 0)) | (a > fmt.max)
         if odd.any():
             r = np.where(odd, quantize(v, fmt, rounding, "infinity"), r)
+        return self._choices(r, v)
+
+    def _choices(self, r, v, overflow=True):
+        """The unit's choice where no measurement decides: a truncated overflow to Inf."""
+        if overflow and self.unit.rz_overflow == "inf":
+            with np.errstate(invalid="ignore"):
+                r = np.where(np.abs(v) > self.acc_fmt.max, np.copysign(np.inf, v), r)
         return r
 
 
@@ -477,6 +517,8 @@ def _align_and_sum(plan, E, terms, axis, c):
     if unit.c_in_alignment:
         _, ec = np.frexp(c)
         nz = c != 0
+        if unit.c_subnormal_exponent == "emin":  # a subnormal C aligns at the format's minimum normal exponent
+            ec = np.maximum(ec, plan.acc_fmt.emin + 1)
         E = np.where(nz, np.where(live, np.maximum(E, ec - 1), ec - 1), E)
         live |= nz
     E = np.where(live, E, 0)
@@ -492,7 +534,8 @@ def _align_and_sum(plan, E, terms, axis, c):
     if unit.c_in_alignment:
         return r
     hi, lo = two_sum(r, c)
-    return round_pair(hi, lo, plan.acc_fmt, unit.c_rounding, "infinity")
+    return plan._choices(round_pair(hi, lo, plan.acc_fmt, unit.c_rounding, "infinity"), hi,
+                         overflow=unit.c_rounding == "toward_zero")
 
 
 def _special_counts(a, bt, paired=False):

@@ -467,8 +467,13 @@ def _block(a, b, c, unit) -> float:
         terms.append((Fraction(sx * sy) * Fraction(2) ** (ex + ey - fa.mantissa_bits - fb.mantissa_bits), ex + ey))
     cf = Fraction(c)
     exps = [e for _, e in terms]
+    step_fmt = getattr(unit, "step_format", None)
+    acc = get_format(step_fmt) if step_fmt is not None else FloatFormat(8, unit.out_frac_bits, 127)
     if unit.c_in_alignment and cf != 0:
-        exps.append(floor_log2(abs(cf)))
+        ec = floor_log2(abs(cf))
+        if getattr(unit, "c_subnormal_exponent", "true") == "emin":
+            ec = max(ec, acc.emin)
+        exps.append(ec)
     total = Fraction(0)
     if exps:
         # 2.-3. align to the largest exponent, truncate each term toward zero
@@ -477,12 +482,23 @@ def _block(a, b, c, unit) -> float:
         if unit.c_in_alignment:
             total += math.trunc(cf / grid) * grid
     # 4. normalise once, round to the output precision
-    step_fmt = getattr(unit, "step_format", None)
-    result = _round_to_bits(total, unit.out_frac_bits, unit.out_rounding, step_fmt)
+    result = _choices(_round_to_bits(total, unit.out_frac_bits, unit.out_rounding, step_fmt), total,
+                      unit.out_rounding, acc, unit)
     if unit.c_in_alignment:
         return result
     # C outside the alignment: added to the rounded products' sum, rounded once more
-    return _round_to_bits(Fraction(result) + cf, unit.out_frac_bits, unit.c_rounding, step_fmt)
+    exact = Fraction(result) + cf if math.isfinite(result) else None
+    if exact is None:
+        return result
+    return _choices(_round_to_bits(exact, unit.out_frac_bits, unit.c_rounding, step_fmt), exact,
+                    unit.c_rounding, acc, unit)
+
+
+def _choices(r: float, exact: Fraction, rounding: str, acc: FloatFormat, unit) -> float:
+    """The unit's choice where no measurement decides (fp8sim.BlockFMA's rz_overflow)."""
+    if getattr(unit, "rz_overflow", "max") == "inf" and rounding == "toward_zero" and abs(exact) > Fraction(acc.max):
+        return math.copysign(math.inf, exact)
+    return r
 
 
 # --- scaling --------------------------------------------------------------------------

@@ -308,3 +308,26 @@ def test_unit_strings_name_the_instruction():
         tensor_core("H100", "e4m3", instruction="tcgen05")
     with pytest.raises(ValueError, match="RTX50 mma.sync takes"):
         tensor_core("RTX50", "bfloat16")
+
+
+@pytest.mark.parametrize("choices", [dict(rz_overflow="inf"), dict(c_subnormal_exponent="emin"),
+                                     dict(rz_overflow="inf", c_subnormal_exponent="emin")])
+@pytest.mark.parametrize("fmt", ["bfloat16", "e4m3", "tf32"])
+def test_undecided_choices_engine_equals_twin(choices, fmt, rng):
+    """The parameters for the choices no measurement decides, on data where they matter."""
+    base = tensor_core("H100", fmt)
+    unit = base.replace(**choices)
+    f = unit.in_format
+    K = 2 * unit.block
+    a = random_inputs(rng, (6, K), f, spread=4)
+    b = random_inputs(rng, (K, 3), f, spread=4)
+    a[0] = fp8sim.quantize(np.full(K, f.max / 2), f)  # overflows FP32 for wide formats
+    b[:, 0] = fp8sim.quantize(np.full(K, 4.0), f)
+    a[1] = 0.0                                         # no products: C alone
+    a[2] = fp8sim.quantize(np.full(K, f.smallest_subnormal), f)
+    c = _addends(rng, (6, 3))
+    c[1:3] = rng.integers(-2**22, 2**22, (2, 3)) * 2.0**-149  # FP32 subnormal C
+    got = matmul(a, b, c, unit=unit)
+    assert same(got, reference_matmul(a, b, c, unit)).all()
+    if "rz_overflow" in choices and f.emax > 100:
+        assert np.isinf(got[0, 0]) and matmul(a, b, c, unit=base)[0, 0] == np.finfo(np.float32).max
