@@ -114,9 +114,15 @@ def _exps(x, fmt):
     return np.where(x == 0, -(10**6), e)
 
 
+def _pow2(e):
+    """2.0**e for int arrays e in [-1022, 1023], built from the float64 bit pattern."""
+    return ((np.asarray(e, np.int64) + 1023) << 52).view(np.float64)
+
+
 def _floor_to(v, e):
     """v floored (toward -Inf) onto the grid 2**e (float64, exact for the values here)."""
-    return np.ldexp(np.floor(np.ldexp(v, -e)), e)
+    e = np.clip(e, -1000, 1000)
+    return np.floor(v * _pow2(-e)) * _pow2(e)
 
 
 def _trunc_to(v, e):
@@ -142,18 +148,7 @@ def _floor_sum_step(unit, p, ep, c):
         s_dot = _floor_to(s0, ez - F) + _floor_to(s1, ez - F)
     else:
         s_dot, e_dot = _truncated_sum(p, ep, F)
-    _, ec = np.frexp(c)
-    e_c = np.where(c != 0, ec.astype(np.int64) - 1, -(10**6))
-    e_max = np.maximum(e_dot, e_c)
-    em = np.where(e_max > -(10**5), e_max, 0)
-    c_used = c
-    if unit.c_drop_bits is not None:
-        c_used = np.where(e_c < e_max - unit.c_drop_bits, 0.0, c)
-    v = _floor_to(s_dot, em - unit.join_bits) + _floor_to(c_used, em - F)
-    _, ev = np.frexp(v)
-    v = np.where(v != 0, _floor_to(v, ev.astype(np.int64) - 1 - unit.frac_bits), v)
-    with np.errstate(over="ignore"):
-        return quantize(v, FP32)
+    return _join(unit, s_dot, e_dot, c)
 
 
 def _ftz32(x):
@@ -186,6 +181,8 @@ def cdna_chain(a, b, c, unit, *, paired=False):
                     s = _ftz32(s + p[..., 2])
                 acc = _ftz32(acc + s)
             return acc.astype(np.float64)
+        if isinstance(unit, FloorSumUnit) and not paired:
+            return _floor_sum_chain_fast(unit, a, b, out)
         ea, eb = _exps(A, fa), _exps(B, fb)
         for k0 in range(0, K, unit.block):
             kk = slice(k0, k0 + unit.block)
@@ -199,6 +196,82 @@ def cdna_chain(a, b, c, unit, *, paired=False):
             res = _specials(res, p, out, unit)
             out = res
     return out
+
+
+#: products per row tile of the whole-array FloorSumUnit engine
+FLOOR_TILE = 1 << 19
+
+
+def _floor_sum_chain_fast(unit, a, b, out):
+    """FloorSumUnit over K in the k-major layout: per block and row tile, the products by einsum into a
+    (k, rows, N) buffer, the exponent maxima from int sums, the scaled truncation and the sum over the
+    leading axis; the floors and the rounding then work on (rows, N).  A block with a non-finite input or
+    C, or (with the overflow check) a product of 2**128 or more, takes the general per-element path."""
+    M, K = a.shape
+    N = b.shape[1]
+    F = unit.align_bits
+    fa, fb = unit.in_format, unit.b_format
+    rows = max(1, min(M, FLOOR_TILE // max(1, N * unit.block)))
+    for k0 in range(0, K, unit.block):
+        ab, bb = a[:, k0:k0 + unit.block], b[k0:k0 + unit.block]
+        kb = ab.shape[1]
+        aT, bk = np.ascontiguousarray(ab.T), np.ascontiguousarray(bb)
+        eaT32, ebk32 = _exps(aT, fa).astype(np.int32), _exps(bk, fb).astype(np.int32)
+        finite_in = np.isfinite(aT).all() and np.isfinite(bk).all()
+        for m0 in range(0, M, rows):
+            m1 = min(m0 + rows, M)
+            c = out[m0:m1]
+            P = np.einsum("ki,kj->kij", aT[:, m0:m1], bk)
+            big = unit.overflow_check and finite_in and np.abs(P).max(initial=0.0) >= 2.0**128
+            if not finite_in or not np.isfinite(c).all() or big:
+                out[m0:m1] = _general_block(unit, ab[m0:m1], bb, c)
+                continue
+            ep = eaT32[:, m0:m1, None] + ebk32[:, None, :]
+
+            def tsum(Pk, ek):
+                E = ek.max(axis=0).astype(np.int64)
+                live = E > -(10**5)
+                Ez = np.where(live, E, 0)
+                Pk = Pk * _pow2(F - Ez)
+                np.trunc(Pk, out=Pk)
+                return Pk.sum(axis=0) * _pow2(np.where(live, Ez - F, -1000)), E
+
+            if unit.split_parity:
+                s0, e0 = tsum(P[0::2], ep[0::2])
+                s1, e1 = tsum(P[1::2], ep[1::2]) if kb > 1 else (np.zeros_like(s0), np.full_like(e0, -(10**6)))
+                e_dot = np.maximum(e0, e1)
+                ez = np.where(e_dot > -(10**5), e_dot, 0)
+                s_dot = _floor_to(s0, ez - F) + _floor_to(s1, ez - F)
+            else:
+                s_dot, e_dot = tsum(P, ep)
+            out[m0:m1] = _join(unit, s_dot, e_dot, c)
+    return out
+
+
+def _general_block(unit, ab, bb, c):
+    A, B = ab[:, None, :], bb.T[None, :, :]
+    p = A * B
+    ep = _exps(A, unit.in_format) + _exps(B, unit.b_format)
+    res = _floor_sum_step(unit, np.where(np.isfinite(p), p, 0.0), np.where(np.isfinite(p), ep, -(10**6)),
+                          np.where(np.isfinite(c), c, 0.0))
+    return _specials(res, p, c, unit)
+
+
+def _join(unit, s_dot, e_dot, c):
+    """The C join of a FloorSumUnit step (the module notes), on (rows, N)."""
+    F = unit.align_bits
+    _, ec = np.frexp(c)
+    e_c = np.where(c != 0, ec.astype(np.int64) - 1, -(10**6))
+    e_max = np.maximum(e_dot, e_c)
+    em = np.where(e_max > -(10**5), e_max, 0)
+    c_used = c
+    if unit.c_drop_bits is not None:
+        c_used = np.where(e_c < e_max - unit.c_drop_bits, 0.0, c)
+    v = _floor_to(s_dot, em - unit.join_bits) + _floor_to(c_used, em - F)
+    _, ev = np.frexp(v)
+    v = np.where(v != 0, _floor_to(v, ev.astype(np.int64) - 1 - unit.frac_bits), v)
+    with np.errstate(over="ignore"):
+        return quantize(v, FP32)
 
 
 def _specials(res, p, c, unit):
