@@ -12,6 +12,12 @@ widths F:
   nearest-even FP32;
 - c_after_rne: as above with the products' sum rounded to nearest-even;
 - c_after_rtz: as above with C's addition truncated too.
+
+A second mechanism also fits every row (HARDWARE.md): FP8 converted to
+FP16, two chained 16-product FP16 steps from C = 0, then C added with one
+nearest-even FP32 addition.  ``discriminate`` draws random rows that tell
+the two apart (the inputs a measurement on a B200 would need) and counts
+the rows where they differ.
 """
 
 from __future__ import annotations
@@ -49,6 +55,38 @@ def run(root, widths):
     return table
 
 
+def fp16_emulation(a, b, c, fmt):
+    """The second mechanism: two chained FP16-path steps from C = 0, then C with one RNE FP32 addition."""
+    from fp8sim.gemm import add_fp32
+
+    u16 = tensor_core("B200", "float16", instruction="mma.sync")
+    t1 = dot_rows(a[:, :16], b[:, :16], 0.0, unit=u16)
+    t2 = dot_rows(a[:, 16:], b[:, 16:], t1, unit=u16)
+    return add_fp32(t2, c)
+
+
+def discriminate(seed=1, rows=4000, spread=6):
+    """Rows of 32 E4M3 products whose operands spread over 2**-spread .. 2**spread, C ~ N(0, 8**2):
+    how many the two mechanisms that fit the measured rows disagree on, and the first such row."""
+    import fp8sim
+
+    rng = np.random.default_rng(seed)
+    a = fp8sim.quantize(rng.standard_normal((rows, 32)) * np.exp2(rng.integers(-spread, spread + 1, (rows, 32))),
+                        "e4m3", overflow="saturate")
+    b = fp8sim.quantize(rng.standard_normal((rows, 32)) * np.exp2(rng.integers(-spread, spread + 1, (rows, 32))),
+                        "e4m3", overflow="saturate")
+    c = fp8sim.quantize(rng.standard_normal(rows) * 8, "float32")
+    preset = dot_rows(a, b, c, unit=tensor_core("B200", "e4m3", instruction="mma.sync"))
+    other = fp8sim_emul = fp16_emulation(a, b, c, "e4m3")
+    diff = np.flatnonzero(preset.astype(np.float32).view(np.uint32) != other.astype(np.float32).view(np.uint32))
+    first = None
+    if diff.size:
+        i = int(diff[0])
+        first = {"a": a[i].tolist(), "b": b[i].tolist(), "c": float(c[i]), "preset": float(preset[i]),
+                 "fp16_emulation": float(fp8sim_emul[i])}
+    return {"rows": rows, "differ": int(diff.size), "first": first, "seed": seed, "spread": spread}
+
+
 def main(argv=None):
     ap = script_parser(__doc__, seed=False)
     ap.add_argument("--vectors", default=os.environ.get("FP8SIM_HW_VECTORS", str(PACKED_VECTORS)),
@@ -58,7 +96,11 @@ def main(argv=None):
     table = run(args.vectors, widths)
     for key, n in table.items():
         print(f"{key:40s} {n:5d} / 5000")
-    write_json(out_dir(args.out) / "fit_b200.json", {"rows_matched": table})
+    disc = discriminate()
+    print(f"the preset and the FP16-emulation mechanism disagree on {disc['differ']} of {disc['rows']} random rows "
+          f"(E4M3 operands over 2**+-{disc['spread']}, C ~ N(0, 64)); first: C = {disc['first']['c']!r}, "
+          f"preset {disc['first']['preset']!r}, FP16 emulation {disc['first']['fp16_emulation']!r}")
+    write_json(out_dir(args.out) / "fit_b200.json", {"rows_matched": table, "discriminating_rows": disc})
     return table
 
 
