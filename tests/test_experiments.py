@@ -162,3 +162,14 @@ def test_conformance_table_has_a_row_per_preset(tmp_path):
         for kind in ("measured", "mmasim"):
             if kind in r:
                 assert r[kind][0] == r[kind][1], r
+
+
+def test_b200_second_mechanism_fits_and_differs():
+    from experiments import fit_b200
+    from fp8sim.hardware import PACKED_VECTORS, load_vectors
+
+    v = load_vectors(PACKED_VECTORS, "B200", "E5M2")
+    got = fit_b200.fp16_emulation(v["a"], v["b"], v["c"], "e5m2")
+    assert (got.astype("float32").view("uint32") == v["d_bits"]).all()
+    disc = fit_b200.discriminate(rows=400)
+    assert disc["differ"] > 0 and disc["first"] is not None
