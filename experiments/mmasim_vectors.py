@@ -122,6 +122,18 @@ AMD_CONFIGS = [
     ("MI100/mfma/bf16", "CDNA1", "f32_16x16x8bf16", "MI100", "bfloat16", "bfloat16"),
 ]
 
+#: block-scaled kind::mxf8f6f4 (ST-FDPA): (key, MMA-Sim class, arch, shape_and_type, gpu, a format, b format)
+BLOCK_SCALED_CONFIGS = [
+    ("B200/tcgen05.block_scale/e4m3", "TCGen05MMABlockScale", "Blackwell",
+     "m128n8k32.kind::mxf8f6f4.block32.f32.e4m3.e4m3.ue8m0", "B200", "float8_e4m3fn", "float8_e4m3fn"),
+    ("B200/tcgen05.block_scale/e5m2-e3m2", "TCGen05MMABlockScale", "Blackwell",
+     "m128n8k32.kind::mxf8f6f4.block32.f32.e5m2.e3m2.ue8m0", "B200", "float8_e5m2", "float6_e3m2fn"),
+    ("B200/tcgen05.block_scale/e2m1", "TCGen05MMABlockScale", "Blackwell",
+     "m128n8k32.kind::mxf8f6f4.block32.f32.e2m1.e2m1.ue8m0", "B200", "float4_e2m1fn", "float4_e2m1fn"),
+    ("RTX50/mma.sync.block_scale/e4m3-e2m3", "MMABlockScale", "RTX Blackwell",
+     "m16n8k32.kind::mxf8f6f4.block32.f32.e4m3.e2m3.f32.ue8m0", "RTX50", "float8_e4m3fn", "float6_e2m3fn"),
+]
+
 KINDS = ("normal", "wide", "cancel", "subnormal", "special")
 #: sets that also get rows of kind "choices" (where fp8sim's and MMA-Sim's undecided choices differ)
 CHOICE_SETS = ("H100/wgmma/bf16", "H100/wgmma/e4m3", "B200/tcgen05/tf32")
@@ -223,6 +235,36 @@ def generate(rows_per_kind, seed):
         arrays[f"{name}/d"] = d.numpy().astype(np.float32).view(np.uint32)
         configs[name] = {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": instr,
                          "a_format": fa, "b_format": fb, "out_format": out, "K": K, "kind": "choices"}
+
+    # block-scaled steps, chained over two blocks (one scale pair per block and row)
+    for key, cls, arch, shape, gpu, fa, fb in BLOCK_SCALED_CONFIGS:
+        op = getattr(sim, cls)(arch, shape)
+        fa_, fb_ = fp8sim.get_format(fa), fp8sim.get_format(fb)
+        for kind in ("normal", "wide", "subnormal", "tiny_scales", "nan_scale"):
+            R, nb = rows_per_kind, 2
+            a, b = operands(rng, {"tiny_scales": "normal", "nan_scale": "normal"}.get(kind, kind), R, 32 * nb, fa_, fb_)
+            c = addends(rng, R, "float32")
+            lo, hi = (-127, -100) if kind == "tiny_scales" else (-12, 12)
+            xa = rng.integers(lo, hi + 1, (R, nb)).astype(np.float64)
+            xb = rng.integers(lo, hi + 1, (R, nb)).astype(np.float64)
+            sa, sb = np.exp2(xa), np.exp2(xb)
+            if kind == "nan_scale":
+                sa[rng.random((R, nb)) < 0.2] = np.nan
+            d = torch.from_numpy(c.astype(np.float32))
+            for j in range(nb):
+                kk = slice(32 * j, 32 * (j + 1))
+                al = torch.from_numpy(sa[:, j:j + 1].astype(np.float32)).to(torch.float8_e8m0fnu)
+                be = torch.from_numpy(sb[:, j:j + 1].astype(np.float32)).to(torch.float8_e8m0fnu)
+                d = op.dpa(to_torch(torch, a[:, kk], fa), to_torch(torch, b[:, kk], fb), d, al, be)
+            name = f"{key}/K{32 * nb}/{kind}"
+            arrays[f"{name}/a"] = fp8sim.encode(a, fa)
+            arrays[f"{name}/b"] = fp8sim.encode(b, fb)
+            arrays[f"{name}/c"] = fp8sim.encode(c, "float32")
+            arrays[f"{name}/sa"] = fp8sim.encode(sa, "e8m0")
+            arrays[f"{name}/sb"] = fp8sim.encode(sb, "e8m0")
+            arrays[f"{name}/d"] = d.numpy().astype(np.float32).view(np.uint32)
+            configs[name] = {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": "block_scale",
+                             "a_format": fa, "b_format": fb, "out_format": "float32", "K": 32 * nb, "kind": kind}
 
     from mmasim.amd import sim as amd_sim
 

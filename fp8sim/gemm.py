@@ -44,7 +44,9 @@ def resolve_unit(unit: Unit) -> BlockFMA | ExactUnit | FMAUnit:
     >>> resolve_unit("H100:e5m2").block, resolve_unit("B200:e4m3@mma.sync").c_in_alignment
     (32, False)
     """
-    if isinstance(unit, (BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit, *AMD_UNITS)):
+    from .blockscale import BlockScaledFMA
+
+    if isinstance(unit, (BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit, BlockScaledFMA, *AMD_UNITS)):
         return unit
     if isinstance(unit, str):
         if unit.strip().lower() == "exact":
@@ -218,7 +220,11 @@ def dot_rows(
 
 
 def _prepare(a, b, unit, promote_every, quantize_inputs):
+    from .blockscale import BlockScaledFMA
+
     unit = resolve_unit(unit)
+    if isinstance(unit, BlockScaledFMA):
+        raise ValueError("a block-scaled unit needs its scales: use fp8sim.scaled_matmul with MX ScaledTensors")
     quantize_inputs = check_bool(quantize_inputs, "quantize_inputs")
     fa, fb = (unit.in_format, unit.b_format) if isinstance(unit, (BlockFMA, SplitFP16Unit, *AMD_UNITS)) \
         else (FP32, FP32)
@@ -429,9 +435,13 @@ def scaled_matmul(
     """
     from .scaling import ScaledTensor
 
+    from .blockscale import BlockScaledFMA
+
     unit = resolve_unit(unit)
+    if isinstance(unit, BlockScaledFMA):
+        return _block_scaled(A, B, unit, promote_every, out_format, semantics)
     if not isinstance(unit, BlockFMA):
-        raise ValueError("scaled_matmul needs a BlockFMA unit")
+        raise ValueError("scaled_matmul needs a BlockFMA or BlockScaledFMA unit")
     for name, t in (("A", A), ("B", B)):
         if not isinstance(t, ScaledTensor):
             raise TypeError(f"{name} must be a ScaledTensor (use fp8sim.quantize_scaled)")
@@ -454,6 +464,33 @@ def scaled_matmul(
         acc = _mx(A, B, unit, promote_every)
     else:
         raise ValueError(f"semantics must be 'deepgemm', 'scaled_mm' or 'mx', got {semantics!r}")
+    return quantize(acc, out_fmt)
+
+
+def _block_scaled(A, B, unit, promote_every, out_format, semantics):
+    """MX operands through a block-scaled unit (kind::mxf8f6f4): the E8M0 scales enter inside each
+    32-element fused sum (fp8sim.blockscale), then one rounding to ``out_format``."""
+    from .blockscale import block_scaled_chain
+    from .scaling import ScaledTensor
+
+    if semantics not in (None, "block_scale"):
+        raise ValueError(f"a block-scaled unit runs semantics 'block_scale', got {semantics!r}")
+    if promote_every is not None:
+        raise ValueError("a block-scaled unit chains its blocks itself: promote_every must be None")
+    for name, t, tile, fmt in (("A", A, (1, 32), unit.in_format), ("B", B, (32, 1), unit.b_format)):
+        if not isinstance(t, ScaledTensor):
+            raise TypeError(f"{name} must be a ScaledTensor (use fp8sim.quantize_scaled(..., 'mx32'))")
+        if t.scale_format.name != "float8_e8m0fnu" or t.tile != tile:
+            raise ValueError(f"{name} must hold E8M0 scales per 32 elements along K (tile {tile}); got "
+                             f"{t.scale_format.name} scales, tile {t.tile}")
+        if t.fmt != fmt:
+            raise ValueError(f"{name}'s elements are {t.fmt.name}, the unit takes {fmt.name}")
+    if A.shape[1] != B.shape[0]:
+        raise ValueError(f"shape mismatch: A is {A.shape}, B is {B.shape}")
+    out_fmt = get_format(out_format)
+    if out_fmt.name not in ("bfloat16", "float16", "float32"):
+        raise ValueError(f"out_format must be 'bfloat16', 'float16' or 'float32', got {out_format!r}")
+    acc = block_scaled_chain(A.values, B.values, np.zeros((A.shape[0], B.shape[1])), A.scales, B.scales, unit)
     return quantize(acc, out_fmt)
 
 

@@ -26,7 +26,8 @@ import numpy as np
 from .accumulate import BlockFMA
 from .formats import FormatLike, get_format
 
-__all__ = ["tensor_core", "validation", "presets", "DEFAULT_INSTRUCTION", "INSTRUCTIONS", "GPUS", "load_vectors", "has_vectors", "VECTOR_SETS", "PACKED_VECTORS", "B200_FP8_NOTES"]
+__all__ = ["tensor_core", "block_scaled_unit", "validation", "presets", "DEFAULT_INSTRUCTION", "INSTRUCTIONS",
+           "GPUS", "load_vectors", "has_vectors", "VECTOR_SETS", "PACKED_VECTORS", "B200_FP8_NOTES"]
 
 #: canonical GPU names and their aliases (upper case; lookups ignore case, spaces, '-' and '_').  An alias
 #: names a part of the same architecture as the part that was measured (or modelled) and gets that part's
@@ -256,6 +257,25 @@ def _amd_unit(key, instr, in_format, out_format, b_format, instruction):
     return getattr(cdna, cls)(fmt, name=name, b_format=fb, **kwargs)
 
 
+def block_scaled_unit(gpu: str, a_format: FormatLike, b_format: FormatLike | None = None):
+    """The block-scaled ``kind::mxf8f6f4`` unit of B200 (``tcgen05.mma.block_scale``) or RTX50
+    (``mma.sync.block_scale``): :class:`fp8sim.blockscale.BlockScaledFMA` (MMA-Sim's ST-FDPA; the
+    two run the same arithmetic).
+
+    >>> block_scaled_unit("B200", "e4m3").name
+    'B200:float8_e4m3fn@block_scale'
+    """
+    from .blockscale import BlockScaledFMA
+
+    key = _gpu_key(gpu)
+    if key not in ("B200", "RTX50"):
+        raise ValueError(f"block-scaled MMA (kind::mxf8f6f4) is modelled for B200 and RTX50, not {key}")
+    fa = get_format(a_format)
+    fb = fa if b_format is None else get_format(b_format)
+    name = f"{key}:{fa.name}" + (f",{fb.name}" if fb != fa else "") + "@block_scale"
+    return BlockScaledFMA(fa, fb, name=name)
+
+
 def validation(unit) -> str:
     """What validated a unit from :func:`tensor_core` (by its name).
 
@@ -269,6 +289,8 @@ def validation(unit) -> str:
     except ValueError:
         return "not a preset"
     instr = instr.split(":")[0]
+    if instr == "block_scale":
+        return MMASIM + " (kind::mxf8f6f4 block-scaled, ST-FDPA)"
     v = _PRESETS.get((gpu, instr, fmts.split(",")[0])) or _AMD.get((gpu, instr, fmts.split(",")[0]))
     if v is None:
         return "not a preset"

@@ -417,6 +417,50 @@ def floor_sum_dot(a, b, c, unit) -> float:
     return c
 
 
+def block_scaled_dot(a, b, c, sa, sb, unit) -> float:
+    """One dot product through :class:`fp8sim.blockscale.BlockScaledFMA`, exactly.
+
+    ``sa`` and ``sb`` hold one E8M0 scale value (a power of two, or NaN) per
+    block of 32 along K, for this row of A and this column of B.
+
+    >>> from fp8sim.blockscale import BlockScaledFMA
+    >>> block_scaled_dot([1.0] * 32, [1.0] * 32, 0.0, [2.0**3], [0.5], BlockScaledFMA("e4m3"))
+    128.0
+    """
+    fa = get_format(unit.in_format)
+    fb = get_format(unit.b_format or fa)
+    a, b, c = [float(v) for v in a], [float(v) for v in b], float(c)
+    F = unit.align_bits
+    for j, k0 in enumerate(range(0, len(a), unit.block)):
+        aa, bb = a[k0:k0 + unit.block], b[k0:k0 + unit.block]
+        if math.isnan(float(sa[j])) or math.isnan(float(sb[j])) or math.isnan(c):
+            c = float("nan")
+            continue
+        sp = _special_dot(aa, bb, c)
+        if sp is not None:
+            c = sp
+            continue
+        x = floor_log2(Fraction(float(sa[j]))) + floor_log2(Fraction(float(sb[j])))
+        terms, exps = [], []
+        for xv, yv in zip(aa, bb):
+            if xv == 0 or yv == 0:
+                exps.append(unit.e_zero)
+                continue
+            sx, ex = _sig_exp(Fraction(xv), fa)
+            sy, ey = _sig_exp(Fraction(yv), fb)
+            terms.append(Fraction(sx * sy) * Fraction(2) ** (ex + ey - fa.mantissa_bits - fb.mantissa_bits + x))
+            exps.append(ex + ey + x)
+        cf = Fraction(c)
+        exps.append(floor_log2(abs(cf)) if cf != 0 else unit.e_zero)
+        grid = Fraction(2) ** (max(exps) - F)
+        total = (sum(math.trunc(t / grid) for t in terms) + math.trunc(cf / grid)) * grid
+        r = quantize_scalar(total, "float32", "toward_zero", "infinity")
+        if getattr(unit, "rz_overflow", "max") == "inf" and abs(total) > Fraction(get_format("float32").max):
+            r = math.copysign(math.inf, total)
+        c = r + 0.0
+    return c
+
+
 def _add_fp32(x: float, y: float) -> float:
     if math.isnan(x) or math.isnan(y) or (math.isinf(x) and math.isinf(y) and x != y):
         return float("nan")
