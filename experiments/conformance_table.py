@@ -93,7 +93,7 @@ def mmasim_rows(path=MMASIM_VECTORS):
     for name, cfg in meta["sets"].items():
         fa, fb, of = cfg["a_format"], cfg["b_format"], cfg["out_format"]
         instr = cfg["instruction"]
-        if instr == "block_scale":  # block-scaled rows: tests/test_mmasim.py and the README's MX section
+        if instr in ("block_scale", "group_scale"):  # block-scaled rows: tests/test_mmasim.py and the README's MX section
             continue
         if "'f32_16x16x8bf16'" in cfg["mmasim"] and cfg["gpu"] == "MI250X":
             instr = "mfma.legacy"

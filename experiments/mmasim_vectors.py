@@ -134,6 +134,17 @@ BLOCK_SCALED_CONFIGS = [
      "m16n8k32.kind::mxf8f6f4.block32.f32.e4m3.e2m3.f32.ue8m0", "RTX50", "float8_e4m3fn", "float6_e2m3fn"),
 ]
 
+#: kind::mxf4 / mxf4nvf4 (GST-FDPA), E2M1 elements, K = 64 per instruction: (key, class, arch, shape, gpu, block,
+#: scale format)
+GROUP_SCALED_CONFIGS = [
+    ("B200/tcgen05.block_scale/mxf4", "TCGen05MMABlockScale", "Blackwell",
+     "m128n8k64.kind::mxf4.block32.f32.e2m1.e2m1.ue8m0", "B200", 32, "float8_e8m0fnu"),
+    ("B200/tcgen05.block_scale/mxf4nvf4-ue8m0", "TCGen05MMABlockScale", "Blackwell",
+     "m128n8k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue8m0", "B200", 16, "float8_e8m0fnu"),
+    ("B200/tcgen05.block_scale/mxf4nvf4-ue4m3", "TCGen05MMABlockScale", "Blackwell",
+     "m128n8k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue4m3", "B200", 16, "float8_e4m3fn"),
+]
+
 KINDS = ("normal", "wide", "cancel", "subnormal", "special")
 #: sets that also get rows of kind "choices" (where fp8sim's and MMA-Sim's undecided choices differ)
 CHOICE_SETS = ("H100/wgmma/bf16", "H100/wgmma/e4m3", "B200/tcgen05/tf32")
@@ -265,6 +276,47 @@ def generate(rows_per_kind, seed):
             arrays[f"{name}/d"] = d.numpy().astype(np.float32).view(np.uint32)
             configs[name] = {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": "block_scale",
                              "a_format": fa, "b_format": fb, "out_format": "float32", "K": 32 * nb, "kind": kind}
+
+    for key, cls, arch, shape, gpu, block, sfmt in GROUP_SCALED_CONFIGS:
+        op = getattr(sim, cls)(arch, shape)
+        f4 = fp8sim.get_format("e2m1")
+        for kind in ("normal", "cancel", "zero_groups", "tiny_scales", "nan_scale"):
+            R, K = rows_per_kind, 128
+            a, b = operands(rng, {"zero_groups": "normal", "tiny_scales": "normal", "nan_scale": "normal"}.get(
+                kind, kind), R, K, f4, f4)
+            if kind == "zero_groups":
+                a[:, 16:32] = 0.0
+                a[:, 64:80] = 0.0
+            c = addends(rng, R, "float32")
+            nb = K // block
+            if sfmt == "float8_e8m0fnu":
+                lo, hi = (-127, -100) if kind == "tiny_scales" else (-12, 12)
+                sa = np.exp2(rng.integers(lo, hi + 1, (R, nb)).astype(np.float64))
+                sb = np.exp2(rng.integers(lo, hi + 1, (R, nb)).astype(np.float64))
+            else:
+                spread = 9 if kind == "tiny_scales" else 4
+                sa = fp8sim.quantize(np.abs(rng.standard_normal((R, nb))) * np.exp2(rng.integers(-spread, spread + 1,
+                                     (R, nb))), sfmt, overflow="saturate")
+                sb = fp8sim.quantize(np.abs(rng.standard_normal((R, nb))) * np.exp2(rng.integers(-spread, spread + 1,
+                                     (R, nb))), sfmt, overflow="saturate")
+                sa[rng.random((R, nb)) < 0.05] = 0.0
+            if kind == "nan_scale":
+                sa[rng.random((R, nb)) < 0.1] = np.nan
+            tdt = torch.float8_e8m0fnu if sfmt == "float8_e8m0fnu" else torch.float8_e4m3fn
+            al = torch.from_numpy(sa.astype(np.float32)).to(tdt)
+            be = torch.from_numpy(sb.astype(np.float32)).to(tdt)
+            d = op.dpa(torch.from_numpy(a.astype(np.float32)), torch.from_numpy(b.astype(np.float32)),
+                       torch.from_numpy(c.astype(np.float32)), al, be)
+            name = f"{key}/K{K}/{kind}"
+            arrays[f"{name}/a"] = fp8sim.encode(a, f4)
+            arrays[f"{name}/b"] = fp8sim.encode(b, f4)
+            arrays[f"{name}/c"] = fp8sim.encode(c, "float32")
+            arrays[f"{name}/sa"] = fp8sim.encode(sa, sfmt)
+            arrays[f"{name}/sb"] = fp8sim.encode(sb, sfmt)
+            arrays[f"{name}/d"] = d.numpy().astype(np.float32).view(np.uint32)
+            configs[name] = {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": "group_scale",
+                             "a_format": "float4_e2m1fn", "b_format": "float4_e2m1fn", "out_format": "float32",
+                             "K": K, "kind": kind, "block": block, "scale_format": sfmt}
 
     from mmasim.amd import sim as amd_sim
 

@@ -15,6 +15,17 @@ K, with E8M0 scales ``2**xa`` (row of A) and ``2**xb`` (column of B):
 4. a NaN scale gives NaN.
 
 The scalar twin is :func:`fp8sim.reference.block_scaled_dot`.
+
+``kind::mxf4`` and ``kind::mxf4nvf4`` (MMA-Sim's GST-FDPA), E2M1 elements,
+K = 64 per instruction: the products of each group of 16 consecutive k are
+summed exactly (not normalised); the group term is that sum times the
+significands of its block's two scales, at the exponent ``xa + xb`` of the
+scales (UE8M0 scales per 32 or 16 elements, or UE4M3 per 16 with the sign
+bit ignored and E4M3's subnormals); a group whose products are all zero,
+or whose scale product is zero, takes ``e_zero`` = -139 (a group that
+cancels to zero does not); then one truncated fused sum with F = 35 over
+the four group terms and C (a zero C at ``e_zero``), truncated to FP32.
+Twin: :func:`fp8sim.reference.group_scaled_dot`.
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ import numpy as np
 from .formats import FloatFormat, get_format
 from .rounding import quantize
 
-__all__ = ["BlockScaledFMA", "block_scaled_chain", "MXF8F6F4"]
+__all__ = ["BlockScaledFMA", "block_scaled_chain", "GroupScaledFMA", "group_scaled_chain", "MXF8F6F4"]
 
 FP32 = get_format("float32")
 #: element formats of kind::mxf8f6f4 (every pair)
@@ -131,4 +142,108 @@ def block_scaled_chain(a, b, c, sa, sb, unit: BlockScaledFMA, *, paired=False) -
             if unit.rz_overflow == "inf":
                 r = np.where(np.abs(v) > FP32.max, np.copysign(np.inf, v), r)
             out = np.where(nan | np.isnan(out), np.nan, r)
+    return out
+
+
+@dataclass(frozen=True)
+class GroupScaledFMA:
+    """One ``kind::mxf4`` / ``kind::mxf4nvf4`` instruction (K = 64): see the module notes.
+
+    Parameters
+    ----------
+    block : int
+        Elements per scale: 32 (UE8M0) or 16 (UE8M0 or UE4M3).
+    scale_format : str
+        ``"float8_e8m0fnu"`` (UE8M0) or ``"float8_e4m3fn"`` (UE4M3, sign ignored).
+
+    >>> import numpy as np
+    >>> u = GroupScaledFMA(block=16, scale_format="e4m3")
+    >>> group_scaled_chain(np.ones((1, 64)), np.ones((64, 1)), np.zeros((1, 1)), np.full((1, 4), 1.5),
+    ...                    np.full((4, 1), 2.0), u).item()
+    192.0
+    """
+
+    block: int = 32
+    scale_format: FloatFormat = "float8_e8m0fnu"
+    group: int = 16
+    align_bits: int = 35
+    e_zero: int = -139
+    rz_overflow: str = "max"
+    name: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "scale_format", get_format(self.scale_format))
+        if self.scale_format.name not in ("float8_e8m0fnu", "float8_e4m3fn"):
+            raise ValueError(f"scale_format must be UE8M0 (float8_e8m0fnu) or UE4M3 (float8_e4m3fn), "
+                             f"got {self.scale_format.name!r}")
+        if self.block not in (16, 32) or (self.scale_format.name == "float8_e4m3fn" and self.block != 16):
+            raise ValueError(f"block must be 32 or 16 (UE8M0) or 16 (UE4M3), got {self.block!r}")
+        if self.rz_overflow not in ("max", "inf"):
+            raise ValueError(f"rz_overflow must be 'max' or 'inf', got {self.rz_overflow!r}")
+
+    @property
+    def in_format(self):
+        return get_format("float4_e2m1fn")
+
+    b_format = in_format
+
+
+def _scale_parts(s, fmt, what):
+    """(significand, exponent, is_nan) of scale values: E8M0 powers of two, or UE4M3 (|value|, E4M3 grid)."""
+    s = np.abs(np.asarray(s, np.float64))
+    if fmt.name == "float8_e8m0fnu":
+        e, nan = _scale_exponents(s, what)
+        return np.ones(s.shape), e, nan
+    ok = np.isnan(s) | (quantize(np.where(np.isnan(s), 0, s), fmt, overflow="saturate") == s)
+    if not ok.all():
+        raise ValueError(f"{what} must be UE4M3 values, got {s[~ok].reshape(-1)[:3].tolist()}")
+    nan = np.isnan(s)
+    _, e = np.frexp(np.where(nan | (s == 0), 1.0, s))
+    e = np.maximum(e.astype(np.int64) - 1, fmt.emin)
+    return np.where(nan, 0.0, s * np.ldexp(1.0, -e)), e, nan
+
+
+def group_scaled_chain(a, b, c, sa, sb, unit: GroupScaledFMA, *, paired=False) -> np.ndarray:
+    """Chain :class:`GroupScaledFMA` instructions over K (a multiple of 64): ``a`` (M, K) and ``b``
+    (K, N) E2M1 values, ``sa`` (M, K/block) and ``sb`` (K/block, N) scale values, ``c`` (M, N)."""
+    M, K = a.shape
+    if K % 64:
+        raise ValueError(f"kind::mxf4 instructions take K = 64: K must be a multiple of 64, got {K}")
+    G, F = unit.group, unit.align_bits
+    nb = K // unit.block
+    sa_s, sa_e, sa_n = _scale_parts(sa, unit.scale_format, "sa")
+    sb_s, sb_e, sb_n = _scale_parts(sb, unit.scale_format, "sb")
+    if sa_s.shape != (M, nb) or sb_s.shape != ((M, nb) if paired else (nb, b.shape[1])):
+        raise ValueError(f"scales: sa must be (M, K/{unit.block}) = {(M, nb)}; got {sa_s.shape} and {sb_s.shape}")
+    A = a[:, None, :]
+    B = b[:, None, :] if paired else b.T[None, :, :]
+    out = np.array(c, np.float64, copy=True)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for k0 in range(0, K, 64):
+            terms, exps, nan = [], [], np.isnan(out)
+            for g in range(4):
+                kk = slice(k0 + G * g, k0 + G * (g + 1))
+                p = A[..., kk] * B[..., kk]
+                j = (k0 + G * g) // unit.block
+                if paired:
+                    s_scale = sa_s[:, j][:, None] * sb_s[:, j][:, None]
+                    e_scale = sa_e[:, j][:, None] + sb_e[:, j][:, None]
+                    nan = nan | sa_n[:, j][:, None] | sb_n[:, j][:, None]
+                else:
+                    s_scale = sa_s[:, j][:, None] * sb_s[j][None, :]
+                    e_scale = sa_e[:, j][:, None] + sb_e[j][None, :]
+                    nan = nan | sa_n[:, j][:, None] | sb_n[j][None, :]
+                zero = (p == 0).all(axis=-1) | (s_scale == 0)
+                terms.append(p.sum(axis=-1) * s_scale)
+                exps.append(np.where(zero, unit.e_zero, e_scale))
+            _, ec = np.frexp(out)
+            exps.append(np.where(out == 0, unit.e_zero, ec.astype(np.int64) - 1))
+            E = np.maximum.reduce(exps)
+            t = sum(np.trunc(v * np.ldexp(1.0, e - E + F)) for v, e in zip(terms, exps[:4]))
+            t = t + np.trunc(out * np.ldexp(1.0, F - E))
+            v = np.ldexp(t, E - F)
+            r = quantize(v, FP32, "toward_zero", "infinity") + 0.0
+            if unit.rz_overflow == "inf":
+                r = np.where(np.abs(v) > FP32.max, np.copysign(np.inf, v), r)
+            out = np.where(nan, np.nan, r)
     return out

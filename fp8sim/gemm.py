@@ -44,9 +44,9 @@ def resolve_unit(unit: Unit) -> BlockFMA | ExactUnit | FMAUnit:
     >>> resolve_unit("H100:e5m2").block, resolve_unit("B200:e4m3@mma.sync").c_in_alignment
     (32, False)
     """
-    from .blockscale import BlockScaledFMA
+    from .blockscale import BlockScaledFMA, GroupScaledFMA
 
-    if isinstance(unit, (BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit, BlockScaledFMA, *AMD_UNITS)):
+    if isinstance(unit, (BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit, BlockScaledFMA, GroupScaledFMA, *AMD_UNITS)):
         return unit
     if isinstance(unit, str):
         if unit.strip().lower() == "exact":
@@ -220,10 +220,10 @@ def dot_rows(
 
 
 def _prepare(a, b, unit, promote_every, quantize_inputs):
-    from .blockscale import BlockScaledFMA
+    from .blockscale import BlockScaledFMA, GroupScaledFMA
 
     unit = resolve_unit(unit)
-    if isinstance(unit, BlockScaledFMA):
+    if isinstance(unit, (BlockScaledFMA, GroupScaledFMA)):
         raise ValueError("a block-scaled unit needs its scales: use fp8sim.scaled_matmul with MX ScaledTensors")
     quantize_inputs = check_bool(quantize_inputs, "quantize_inputs")
     fa, fb = (unit.in_format, unit.b_format) if isinstance(unit, (BlockFMA, SplitFP16Unit, *AMD_UNITS)) \
@@ -435,10 +435,10 @@ def scaled_matmul(
     """
     from .scaling import ScaledTensor
 
-    from .blockscale import BlockScaledFMA
+    from .blockscale import BlockScaledFMA, GroupScaledFMA
 
     unit = resolve_unit(unit)
-    if isinstance(unit, BlockScaledFMA):
+    if isinstance(unit, (BlockScaledFMA, GroupScaledFMA)):
         return _block_scaled(A, B, unit, promote_every, out_format, semantics)
     if not isinstance(unit, BlockFMA):
         raise ValueError("scaled_matmul needs a BlockFMA or BlockScaledFMA unit")
@@ -468,20 +468,25 @@ def scaled_matmul(
 
 
 def _block_scaled(A, B, unit, promote_every, out_format, semantics):
-    """MX operands through a block-scaled unit (kind::mxf8f6f4): the E8M0 scales enter inside each
-    32-element fused sum (fp8sim.blockscale), then one rounding to ``out_format``."""
-    from .blockscale import block_scaled_chain
+    """MX / NVFP4 operands through a block-scaled unit: the block scales enter inside each fused sum
+    (fp8sim.blockscale); NVFP4's FP32 tensor scales are applied in the epilogue,
+    ``out = round(fl32(acc * fl32(gA * gB)), out_format)`` (fp8sim's model of the GEMM's alpha); then
+    one rounding to ``out_format``."""
+    from .blockscale import BlockScaledFMA, block_scaled_chain, group_scaled_chain
     from .scaling import ScaledTensor
 
     if semantics not in (None, "block_scale"):
         raise ValueError(f"a block-scaled unit runs semantics 'block_scale', got {semantics!r}")
     if promote_every is not None:
         raise ValueError("a block-scaled unit chains its blocks itself: promote_every must be None")
-    for name, t, tile, fmt in (("A", A, (1, 32), unit.in_format), ("B", B, (32, 1), unit.b_format)):
+    grouped = not isinstance(unit, BlockScaledFMA)
+    sname = unit.scale_format.name if grouped else "float8_e8m0fnu"
+    blk = unit.block
+    for name, t, tile, fmt in (("A", A, (1, blk), unit.in_format), ("B", B, (blk, 1), unit.b_format)):
         if not isinstance(t, ScaledTensor):
-            raise TypeError(f"{name} must be a ScaledTensor (use fp8sim.quantize_scaled(..., 'mx32'))")
-        if t.scale_format.name != "float8_e8m0fnu" or t.tile != tile:
-            raise ValueError(f"{name} must hold E8M0 scales per 32 elements along K (tile {tile}); got "
+            raise TypeError(f"{name} must be a ScaledTensor (use fp8sim.quantize_scaled(..., 'mx32' or 'nvfp4'))")
+        if t.scale_format.name != sname or t.tile != tile:
+            raise ValueError(f"{name} must hold {sname} scales per {blk} elements along K (tile {tile}); got "
                              f"{t.scale_format.name} scales, tile {t.tile}")
         if t.fmt != fmt:
             raise ValueError(f"{name}'s elements are {t.fmt.name}, the unit takes {fmt.name}")
@@ -490,7 +495,13 @@ def _block_scaled(A, B, unit, promote_every, out_format, semantics):
     out_fmt = get_format(out_format)
     if out_fmt.name not in ("bfloat16", "float16", "float32"):
         raise ValueError(f"out_format must be 'bfloat16', 'float16' or 'float32', got {out_format!r}")
-    acc = block_scaled_chain(A.values, B.values, np.zeros((A.shape[0], B.shape[1])), A.scales, B.scales, unit)
+    zeros = np.zeros((A.shape[0], B.shape[1]))
+    chain = group_scaled_chain if grouped else block_scaled_chain
+    acc = chain(A.values, B.values, zeros, A.scales, B.scales, unit)
+    if A.global_scale != 1.0 or B.global_scale != 1.0:
+        alpha = quantize(A.global_scale * B.global_scale, FP32)
+        with np.errstate(invalid="ignore", over="ignore"):
+            acc = quantize(acc * alpha, FP32)
     return quantize(acc, out_fmt)
 
 

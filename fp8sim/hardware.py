@@ -26,7 +26,7 @@ import numpy as np
 from .accumulate import BlockFMA
 from .formats import FormatLike, get_format
 
-__all__ = ["tensor_core", "block_scaled_unit", "validation", "presets", "DEFAULT_INSTRUCTION", "INSTRUCTIONS",
+__all__ = ["tensor_core", "block_scaled_unit", "group_scaled_unit", "validation", "presets", "DEFAULT_INSTRUCTION", "INSTRUCTIONS",
            "GPUS", "load_vectors", "has_vectors", "VECTOR_SETS", "PACKED_VECTORS", "B200_FP8_NOTES"]
 
 #: canonical GPU names and their aliases (upper case; lookups ignore case, spaces, '-' and '_').  An alias
@@ -276,6 +276,29 @@ def block_scaled_unit(gpu: str, a_format: FormatLike, b_format: FormatLike | Non
     return BlockScaledFMA(fa, fb, name=name)
 
 
+def group_scaled_unit(gpu: str, kind: str = "mxf4", block: int = 32, scale_format: FormatLike = "ue8m0"):
+    """The ``kind::mxf4`` / ``kind::mxf4nvf4`` unit of B200 or RTX50 (E2M1 elements, K = 64 per
+    instruction): :class:`fp8sim.blockscale.GroupScaledFMA` (MMA-Sim's GST-FDPA).  ``kind="mxf4"``
+    takes UE8M0 scales per 32; ``"mxf4nvf4"`` UE8M0 per 32 or 16, or UE4M3 per 16 (NVFP4).
+
+    >>> group_scaled_unit("B200", "mxf4nvf4", 16, "e4m3").name
+    'B200:float4_e2m1fn@mxf4nvf4.block16.float8_e4m3fn'
+    """
+    from .blockscale import GroupScaledFMA
+
+    key = _gpu_key(gpu)
+    if key not in ("B200", "RTX50"):
+        raise ValueError(f"block-scaled MMA (kind::mxf4) is modelled for B200 and RTX50, not {key}")
+    kind = str(kind).strip().lower()
+    sfmt = get_format(scale_format)
+    allowed = {"mxf4": [(32, "float8_e8m0fnu")],
+               "mxf4nvf4": [(32, "float8_e8m0fnu"), (16, "float8_e8m0fnu"), (16, "float8_e4m3fn")]}
+    if kind not in allowed or (block, sfmt.name) not in allowed[kind]:
+        raise ValueError(f"kind {kind!r} with block {block} and {sfmt.name} scales: not an instruction; accepted "
+                         f"{ {k: v for k, v in allowed.items()} }")
+    return GroupScaledFMA(block, sfmt, name=f"{key}:float4_e2m1fn@{kind}.block{block}.{sfmt.name}")
+
+
 def validation(unit) -> str:
     """What validated a unit from :func:`tensor_core` (by its name).
 
@@ -291,6 +314,8 @@ def validation(unit) -> str:
     instr = instr.split(":")[0]
     if instr == "block_scale":
         return MMASIM + " (kind::mxf8f6f4 block-scaled, ST-FDPA)"
+    if instr.startswith("mxf4"):
+        return MMASIM + " (kind::mxf4 / mxf4nvf4, GST-FDPA)"
     v = _PRESETS.get((gpu, instr, fmts.split(",")[0])) or _AMD.get((gpu, instr, fmts.split(",")[0]))
     if v is None:
         return "not a preset"

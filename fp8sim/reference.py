@@ -461,6 +461,61 @@ def block_scaled_dot(a, b, c, sa, sb, unit) -> float:
     return c
 
 
+def group_scaled_dot(a, b, c, sa, sb, unit) -> float:
+    """One dot product through :class:`fp8sim.blockscale.GroupScaledFMA`, exactly.
+
+    Per 64 elements: four groups of 16 products summed exactly, each times
+    its block's two scale significands at the scales' exponent sum (a group
+    of zero products, or a zero scale, at ``e_zero``), one truncated fused
+    sum at F = ``align_bits`` with C (a zero C at ``e_zero``), truncated to
+    FP32.
+
+    >>> from fp8sim.blockscale import GroupScaledFMA
+    >>> group_scaled_dot([1.0] * 64, [1.0] * 64, 0.0, [1.5] * 4, [2.0] * 4, GroupScaledFMA(16, "e4m3"))
+    192.0
+    """
+    sfmt = get_format(unit.scale_format)
+    a, b, c = [float(v) for v in a], [float(v) for v in b], float(c)
+
+    def parts(v):
+        v = abs(float(v))
+        if math.isnan(v):
+            return None
+        if v == 0:
+            return Fraction(0), 0
+        e = max(floor_log2(Fraction(v)), sfmt.emin) if sfmt.name != "float8_e8m0fnu" else floor_log2(Fraction(v))
+        return Fraction(v) / Fraction(2) ** e, e
+
+    F, G = unit.align_bits, unit.group
+    for k0 in range(0, len(a), 64):
+        terms, exps, nan = [], [], math.isnan(c)
+        for g in range(4):
+            ks = range(k0 + G * g, k0 + G * (g + 1))
+            j = (k0 + G * g) // unit.block
+            pa, pb = parts(sa[j]), parts(sb[j])
+            if pa is None or pb is None:
+                nan = True
+                continue
+            prods = [Fraction(a[k]) * Fraction(b[k]) for k in ks]
+            s_scale = pa[0] * pb[0]
+            terms.append(sum(prods) * s_scale)
+            exps.append(unit.e_zero if all(p == 0 for p in prods) or s_scale == 0 else pa[1] + pb[1])
+        if nan:
+            c = float("nan")
+            continue
+        cf = Fraction(c)
+        e_c = floor_log2(abs(cf)) if cf != 0 else unit.e_zero
+        E = max(exps + [e_c])
+        total = sum(math.trunc(t * Fraction(2) ** (e - E + F)) for t, e in zip(terms, exps))
+        total += math.trunc(cf * Fraction(2) ** (F - E))
+        exact = total * Fraction(2) ** (E - F)
+        r = quantize_scalar(exact, "float32", "toward_zero", "infinity")
+        if getattr(unit, "rz_overflow", "max") == "inf" and abs(exact) > Fraction(get_format("float32").max):
+            r = math.copysign(math.inf, exact)
+        c = r + 0.0
+    return c
+
+
 def _add_fp32(x: float, y: float) -> float:
     if math.isnan(x) or math.isnan(y) or (math.isinf(x) and math.isinf(y) and x != y):
         return float("nan")

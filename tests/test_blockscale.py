@@ -60,5 +60,58 @@ def test_bad_input():
         block_scaled_unit("H100", "e4m3")
     A = fp8sim.quantize_scaled(np.ones((2, 64)), "e4m3", (1, 32))  # FP32 scales, not E8M0
     B = fp8sim.quantize_scaled(np.ones((64, 2)), "e4m3", "mx32", axis=0)
-    with pytest.raises(ValueError, match="E8M0 scales per 32"):
+    with pytest.raises(ValueError, match="float8_e8m0fnu scales per 32"):
         fp8sim.scaled_matmul(A, B, unit=block_scaled_unit("B200", "e4m3"))
+
+
+# --- kind::mxf4 / mxf4nvf4 (GST-FDPA) ------------------------------------------------------------
+
+from fp8sim.blockscale import GroupScaledFMA, group_scaled_chain  # noqa: E402
+from fp8sim.hardware import group_scaled_unit  # noqa: E402
+from fp8sim.reference import group_scaled_dot  # noqa: E402
+
+
+@pytest.mark.parametrize("kind, block, sfmt", [("mxf4", 32, "ue8m0"), ("mxf4nvf4", 16, "ue8m0"),
+                                               ("mxf4nvf4", 16, "e4m3")])
+def test_group_scaled_engine_equals_twin(kind, block, sfmt, rng):
+    unit = group_scaled_unit("B200", kind, block, sfmt)
+    K = 128
+    a = random_inputs(rng, (4, K), "e2m1", spread=1)
+    b = random_inputs(rng, (K, 3), "e2m1", spread=1)
+    a[1, 16:32] = 0.0
+    nb = K // block
+    if unit.scale_format.name == "float8_e8m0fnu":
+        sa, sb = np.exp2(rng.integers(-20, 20, (4, nb)).astype(float)), np.exp2(rng.integers(-20, 20, (nb, 3)) * 1.0)
+    else:
+        sa = fp8sim.quantize(np.abs(rng.standard_normal((4, nb))) * 8, "e4m3", overflow="saturate")
+        sb = fp8sim.quantize(np.abs(rng.standard_normal((nb, 3))) / 8, "e4m3", overflow="saturate")
+        sa[2, 1] = 0.0
+    sa[0, 0] = np.nan
+    c = fp8sim.quantize(rng.standard_normal((4, 3)), "float32")
+    got = group_scaled_chain(a, b, c, sa, sb, unit)
+    want = np.array([[group_scaled_dot(a[i], b[:, j], c[i, j], sa[i], sb[:, j], unit) for j in range(3)]
+                     for i in range(4)])
+    assert same(got, want).all()
+
+
+def test_nvfp4_gemm_through_the_group_scaled_unit(rng):
+    x, w = rng.standard_normal((4, 128)) * 3, rng.standard_normal((128, 5))
+    A = fp8sim.quantize_scaled(x, "e2m1", "nvfp4")
+    B = fp8sim.quantize_scaled(w, "e2m1", "nvfp4", axis=0)
+    unit = group_scaled_unit("B200", "mxf4nvf4", 16, "e4m3")
+    out = fp8sim.scaled_matmul(A, B, unit=unit, out_format="float32")
+    acc = group_scaled_chain(A.values, B.values, np.zeros((4, 5)), A.scales, B.scales, unit)
+    alpha = fp8sim.quantize(A.global_scale * B.global_scale, "float32")
+    np.testing.assert_array_equal(out, fp8sim.quantize(acc * alpha, "float32"))
+    assert np.linalg.norm(out - x @ w) / np.linalg.norm(x @ w) < 0.3   # FP4: coarse, but the right product
+
+
+def test_group_scaled_bad_input():
+    with pytest.raises(ValueError, match="not an instruction"):
+        group_scaled_unit("B200", "mxf4", 16, "ue8m0")
+    with pytest.raises(ValueError, match="multiple of 64"):
+        group_scaled_chain(np.ones((1, 32)), np.ones((32, 1)), np.zeros((1, 1)), np.ones((1, 1)), np.ones((1, 1)),
+                           GroupScaledFMA())
+    with pytest.raises(ValueError, match="UE4M3 values"):
+        group_scaled_chain(np.ones((1, 64)), np.ones((64, 1)), np.zeros((1, 1)), np.full((1, 4), 0.3),
+                           np.ones((4, 1)), GroupScaledFMA(16, "e4m3"))
