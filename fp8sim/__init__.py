@@ -5,7 +5,9 @@
 [0.1015625, 448.0]
 """
 
-from . import accumulate, blockscale, bounds, cdna, codec, formats, gemm, hardware, reference, rounding, scaling, testing  # noqa: F401
+from . import (  # noqa: F401
+    accumulate, blockscale, bounds, cdna, codec, formats, gemm, hardware, recipes, reference, rounding, scaling, testing,
+)
 from .accumulate import BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit
 from .codec import decode, encode
 from .formats import FloatFormat, get_format, like_input

@@ -280,6 +280,21 @@ def _cmd_verify(args):
     return finish("mismatch", "\n".join(lines), 1)
 
 
+def _cmd_conventions(args):
+    from .recipes import SCALE_CONVENTIONS
+
+    print("| name | what it is | input (A) | weight (B) | gradient |")
+    print("|---|---|---|---|---|")
+    for name, (what, roles) in SCALE_CONVENTIONS.items():
+        cells = []
+        for role in ("input", "weight", "grad"):
+            fmt, gran, kw = roles[role]
+            extra = ", ".join(f"{k}={v!r}" for k, v in kw.items())
+            cells.append(f"{fmt}, {gran!r}" + (f", {extra}" if extra else ""))
+        print(f"| {name} | {what} | " + " | ".join(cells) + " |")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, status 2, no usage dump
         print(f"fp8sim: error: {message}", file=sys.stderr)
@@ -295,6 +310,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("formats", help="table of the named formats")
     p.add_argument("--csv", action="store_true", help="CSV instead of a markdown table")
     p.set_defaults(func=_cmd_formats)
+    p = sub.add_parser("conventions", help="the named scale conventions (cuBLASLt modes, Transformer Engine recipes)")
+    p.set_defaults(func=_cmd_conventions)
     p = sub.add_parser("golden", help="write a golden-vector file")
     p.add_argument("--unit", required=True, help="GPU:format, e.g. H100:e4m3, or GPU:a_format,b_format")
     p.add_argument("--shape", required=True, help="MxNxK")
