@@ -21,7 +21,9 @@ if __package__ in (None, ""):  # run as a path (python REPO/experiments): import
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "experiments"
 
-from experiments import accumulation_error, conformance_table, format_error, outlier_sensitivity, scaling_demo  # noqa: E402
+from experiments import (  # noqa: E402
+    accumulation_error, block_scaled_error, conformance_table, format_error, outlier_sensitivity, scaling_demo,
+)
 from experiments._common import resolve_out  # noqa: E402
 from fp8sim.hardware import PACKED_VECTORS  # noqa: E402
 
@@ -40,6 +42,7 @@ def main(argv=None):
         ("format_error", lambda: format_error.main(common)),
         ("accumulation_error", lambda: accumulation_error.main(sweeps)),
         ("outlier_sensitivity", lambda: outlier_sensitivity.main(sweeps)),
+        ("block_scaled_error", lambda: block_scaled_error.main(sweeps)),
         ("scaling_demo", lambda: scaling_demo.main(["--seed", str(args.seed), "--out", args.out])),
     ]
     vectors = os.environ.get("FP8SIM_HW_VECTORS") or str(PACKED_VECTORS)

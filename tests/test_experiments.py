@@ -173,3 +173,14 @@ def test_b200_second_mechanism_fits_and_differs():
     assert (got.astype("float32").view("uint32") == v["d_bits"]).all()
     disc = fit_b200.discriminate(rows=400)
     assert disc["differ"] > 0 and disc["first"] is not None
+
+
+def test_block_scaled_error_quick(tmp_path):
+    from experiments import block_scaled_error
+
+    result = block_scaled_error.main(["--quick", "--out", str(tmp_path)])
+    errs = {r: block_scaled_error.spread(result, r, "K", result["Ks"], magnitude=1)[0] for r in result["recipes"]}
+    # FP4 elements lose far more than FP8 ones; every recipe's error is the size of its element rounding
+    assert all(errs["MXFP4 (B200)"] > 2 * errs["MXFP8 (B200)"]) and all(errs["NVFP4 (B200)"] > 2 * errs["MXFP8 (B200)"])
+    assert all(0.005 < e < 0.5 for v in errs.values() for e in v)
+    assert (tmp_path / "block_scaled_error.png").exists() and (tmp_path / "block_scaled_error.json").exists()
