@@ -5,6 +5,7 @@ Commands
 formats
     A table of every named format (markdown; ``--csv`` for CSV).
 golden --unit H100:e4m3 --shape 64x64x4096 --seed 0 [--promote-every 128] [--scaling ...] --out FILE.npz
+golden --unit B200:e4m3 --scaling mxfp8|mxfp4|nvfp4|deepgemm_pow2 ... ; --a A.npy --b B.npy instead of --shape
     Random inputs, the simulated output, and the configuration in one file
     (layout: :func:`fp8sim.testing.write_golden`).
 verify FILE.npz ACTUAL.npy [--max-ulp N] [--equal-nan] [--json]
@@ -86,7 +87,14 @@ SCALINGS = {
     "tensor": ("tensor", "tensor"),
     "rowwise": ("row", "col"),
     "mx": ("mx32", "mx32"),
+    "deepgemm_pow2": ((1, 128), (128, 128)),
+    "mxfp8": ("mx32", "mx32"),
+    "mxfp4": ("mx32", "mx32"),
+    "nvfp4": ("nvfp4", "nvfp4"),
 }
+
+#: --scaling values that run on a block-scaled unit of the --unit's GPU (B200, RTX50), and its element format
+_BLOCK_SCALED = {"mxfp8": None, "mxfp4": "e2m1", "nvfp4": "e2m1"}
 
 
 _SHAPE = re.compile(r"[1-9][0-9]*(x[1-9][0-9]*)*", re.ASCII)
@@ -110,7 +118,6 @@ def _shape(text):
 def _cmd_golden(args):
     import dataclasses
 
-    import numpy as np
 
     from .codec import encode
     from .gemm import matmul, resolve_unit, scaled_matmul
@@ -118,25 +125,35 @@ def _cmd_golden(args):
     from .scaling import quantize_scaled
     from .testing import write_golden
 
+    from .hardware import block_scaled_unit, group_scaled_unit
+
     unit = resolve_unit(args.unit)
     if not hasattr(unit, "block"):
         raise ValueError("--unit must name a tensor-core unit such as H100:e4m3")
-    M, N, K = _shape(args.shape)
+    if args.scaling in _BLOCK_SCALED:  # the GPU's block-scaled unit runs MX / NVFP4 GEMMs
+        gpu = args.unit.split(":", 1)[0]
+        if args.scaling == "mxfp8":
+            unit = block_scaled_unit(gpu, unit.in_format, unit.b_format)
+        elif args.scaling == "mxfp4":
+            unit = group_scaled_unit(gpu, "mxf4", 32, "ue8m0")
+        else:
+            unit = group_scaled_unit(gpu, "mxf4nvf4", 16, "e4m3")
+    x, w, source = _golden_inputs(args)
+    M, K = x.shape
+    N = w.shape[1]
     elements = M * K + K * N + M * N
     if elements > args.max_elements:
-        raise ValueError(f"--shape {args.shape} needs {elements} elements, beyond --max-elements {args.max_elements}")
+        raise ValueError(f"the shape {M}x{N}x{K} needs {elements} elements, beyond --max-elements {args.max_elements}")
     if args.out_format is not None and args.scaling == "none":
         raise ValueError("--out-format applies with --scaling only (without it the output is the unit's FP32)")
-    rng = np.random.default_rng(args.seed)
-    x, w = rng.standard_normal((M, K)), rng.standard_normal((K, N))
     fmt, fmt_b = unit.in_format, unit.b_format
     config = {
-        "unit": {**{k: v for k, v in dataclasses.asdict(unit).items() if k not in ("in_format", "b_format")},
-                 "in_format": fmt.name, "b_format": fmt_b.name},
+        "unit": {**{k: (v.name if hasattr(v, "mantissa_bits") else v) for k, v in dataclasses.asdict(unit).items()
+                    if k not in ("in_format", "b_format")},
+                 "in_format": fmt.name, "b_format": fmt_b.name, "kind": type(unit).__name__},
         "shape": [M, N, K], "seed": args.seed, "promote_every": args.promote_every, "scaling": args.scaling,
         "in_format": fmt.name, "b_format": fmt_b.name, "command": "python -m fp8sim " + " ".join(args.argv),
-        "inputs": "standard normal draws (numpy default_rng(seed): a then b), rounded to in_format "
-                  "(nearest-even, saturating) or quantized with the scaling recipe",
+        "inputs": source,
     }
     grans = SCALINGS[args.scaling]
     if grans is None:
@@ -146,19 +163,61 @@ def _cmd_golden(args):
         out_fmt = "float32"
         arrays = {"a_codes": encode(a, fmt), "b_codes": encode(b, fmt_b)}
     else:
-        A = quantize_scaled(x, fmt, grans[0])
-        B = quantize_scaled(w, fmt_b, grans[1], axis=0)
+        kw = {"pow2": "ceil"} if args.scaling == "deepgemm_pow2" else {}
+        A = quantize_scaled(x, fmt, grans[0], **kw)
+        B = quantize_scaled(w, fmt_b, grans[1], axis=0, **kw)
         out_fmt = args.out_format or "bfloat16"
         d = scaled_matmul(A, B, unit=unit, promote_every=args.promote_every, out_format=out_fmt)
         arrays = {"a_codes": encode(A.values, fmt), "b_codes": encode(B.values, fmt_b),
                   "a_scale_bits": encode(A.scales, A.scale_format), "b_scale_bits": encode(B.scales, B.scale_format)}
         config.update(a_tile=list(A.tile), b_tile=list(B.tile), a_scale_format=A.scale_format.name,
                       b_scale_format=B.scale_format.name)
+        if A.global_scale != 1.0 or B.global_scale != 1.0:
+            config.update(a_global_scale=A.global_scale, b_global_scale=B.global_scale)
     config["out_format"] = out_fmt
     arrays["d_bits"] = encode(d, out_fmt)
     write_golden(args.out, arrays, config)
     print(f"wrote {args.out}: {M}x{K} @ {K}x{N} through {unit.name or 'unit'}, output {out_fmt}")
     return 0
+
+
+def _golden_inputs(args):
+    """(x, w, description): standard-normal draws of --shape, or the user's --a / --b .npy files."""
+    import hashlib
+
+    import numpy as np
+
+    from .rounding import as_float64
+    from .testing import read_npy
+
+    if (args.a is None) != (args.b is None):
+        raise ValueError("--a and --b go together (one .npy file per operand)")
+    if args.a is None:
+        if args.shape is None:
+            raise ValueError("--shape MxNxK is required unless --a and --b give the inputs")
+        M, N, K = _shape(args.shape)
+        if M * K + K * N + M * N > args.max_elements:
+            raise ValueError(f"--shape {args.shape} needs {M * K + K * N + M * N} elements, beyond --max-elements "
+                             f"{args.max_elements}")
+        rng = np.random.default_rng(args.seed)
+        return (rng.standard_normal((M, K)), rng.standard_normal((K, N)),
+                "standard normal draws (numpy default_rng(seed): a then b), rounded to in_format (nearest-even, "
+                "saturating) or quantized with the scaling recipe")
+    arrays, digests = [], []
+    for path in (args.a, args.b):
+        arr = read_npy(path)
+        if arr.dtype.kind not in "fiu" or arr.ndim != 2:
+            raise ValueError(f"{path}: inputs must be 2-D arrays of real numbers, got {arr.dtype} {arr.shape}")
+        arrays.append(as_float64(arr, path)[0])
+        with open(path, "rb") as fh:
+            digests.append(hashlib.sha256(fh.read()).hexdigest())
+    x, w = arrays
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"--a is {x.shape}, --b is {w.shape}: K must agree")
+    if args.shape is not None and _shape(args.shape) != (x.shape[0], w.shape[1], x.shape[1]):
+        raise ValueError(f"--shape {args.shape} does not match the inputs ({x.shape[0]}x{w.shape[1]}x{x.shape[1]})")
+    return x, w, (f"user-supplied: a = {args.a} (sha256 {digests[0]}), b = {args.b} (sha256 {digests[1]}), "
+                  "rounded to in_format (nearest-even, saturating) or quantized with the scaling recipe")
 
 
 def _raw_dtype(name):
@@ -314,7 +373,9 @@ def main(argv=None) -> int:
     p.set_defaults(func=_cmd_conventions)
     p = sub.add_parser("golden", help="write a golden-vector file")
     p.add_argument("--unit", required=True, help="GPU:format, e.g. H100:e4m3, or GPU:a_format,b_format")
-    p.add_argument("--shape", required=True, help="MxNxK")
+    p.add_argument("--shape", default=None, help="MxNxK (required without --a/--b)")
+    p.add_argument("--a", default=None, help="the left operand as a .npy file (M x K real values), with --b")
+    p.add_argument("--b", default=None, help="the right operand as a .npy file (K x N), with --a")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--promote-every", type=int, default=None)
     p.add_argument("--scaling", choices=sorted(SCALINGS), default="none", type=str.lower)

@@ -187,3 +187,34 @@ def test_formats_csv_rows_match_the_header(capsys):
     assert main(["formats", "--csv"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert all(len(r) == len(rows[0]) for r in rows)
+
+
+def test_golden_block_scaled_recipes_and_user_inputs(tmp_path):
+    import numpy as np
+
+    import fp8sim
+    from fp8sim.blockscale import block_scaled_chain
+    from fp8sim.hardware import block_scaled_unit
+    from fp8sim.testing import read_golden
+
+    for scaling in ("mxfp8", "mxfp4", "nvfp4", "deepgemm_pow2"):
+        g = tmp_path / f"{scaling}.npz"
+        assert main(["golden", "--unit", "B200:e4m3", "--shape", "4x3x128", "--scaling", scaling, "--out-format",
+                     "float32", "--out", str(g)]) == 0
+        arrays, config = read_golden(g)
+        assert config["scaling"] == scaling and arrays["d_bits"].shape == (4, 3)
+    arrays, config = read_golden(tmp_path / "mxfp8.npz")
+    a, b = fp8sim.decode(arrays["a_codes"], "e4m3"), fp8sim.decode(arrays["b_codes"], "e4m3")
+    sa, sb = fp8sim.decode(arrays["a_scale_bits"], "e8m0"), fp8sim.decode(arrays["b_scale_bits"], "e8m0")
+    d = block_scaled_chain(a, b, np.zeros((4, 3)), sa, sb, block_scaled_unit("B200", "e4m3"))
+    np.testing.assert_array_equal(fp8sim.encode(d, "float32"), arrays["d_bits"])   # self-contained
+    assert config["unit"]["kind"] == "BlockScaledFMA"
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.standard_normal((5, 64)))
+    np.save(tmp_path / "w.npy", rng.standard_normal((64, 2)).astype(np.float32))
+    g = tmp_path / "user.npz"
+    assert main(["golden", "--unit", "H100:e4m3", "--a", str(tmp_path / "x.npy"), "--b", str(tmp_path / "w.npy"),
+                 "--out", str(g)]) == 0
+    arrays, config = read_golden(g)
+    assert config["shape"] == [5, 2, 64] and "sha256" in config["inputs"]
+    assert main(["golden", "--unit", "H100:e4m3", "--a", str(tmp_path / "x.npy"), "--out", str(g)]) == 2
