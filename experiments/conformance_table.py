@@ -87,7 +87,8 @@ def mmasim_rows(path=MMASIM_VECTORS):
     """{(gpu, instruction, a format, b format, output): (matched, rows)} over MMA-Sim's vectors."""
     import json
 
-    data = np.load(path)
+    with np.load(path) as d:
+        data = {k: d[k] for k in d.files}
     meta = json.loads(data["meta"].tobytes())
     out = {}
     for name, cfg in meta["sets"].items():

@@ -123,13 +123,13 @@ AMD_CONFIGS = [
 ]
 
 #: block-scaled kind::mxf8f6f4 (ST-FDPA): (key, MMA-Sim class, arch, shape_and_type, gpu, a format, b format)
+_PTX = {"float8_e4m3fn": "e4m3", "float8_e5m2": "e5m2", "float6_e3m2fn": "e3m2", "float6_e2m3fn": "e2m3",
+        "float4_e2m1fn": "e2m1"}
 BLOCK_SCALED_CONFIGS = [
-    ("B200/tcgen05.block_scale/e4m3", "TCGen05MMABlockScale", "Blackwell",
-     "m128n8k32.kind::mxf8f6f4.block32.f32.e4m3.e4m3.ue8m0", "B200", "float8_e4m3fn", "float8_e4m3fn"),
-    ("B200/tcgen05.block_scale/e5m2-e3m2", "TCGen05MMABlockScale", "Blackwell",
-     "m128n8k32.kind::mxf8f6f4.block32.f32.e5m2.e3m2.ue8m0", "B200", "float8_e5m2", "float6_e3m2fn"),
-    ("B200/tcgen05.block_scale/e2m1", "TCGen05MMABlockScale", "Blackwell",
-     "m128n8k32.kind::mxf8f6f4.block32.f32.e2m1.e2m1.ue8m0", "B200", "float4_e2m1fn", "float4_e2m1fn"),
+    (f"B200/tcgen05.block_scale/{_PTX[fa]}-{_PTX[fb]}", "TCGen05MMABlockScale", "Blackwell",
+     f"m128n8k32.kind::mxf8f6f4.block32.f32.{_PTX[fa]}.{_PTX[fb]}.ue8m0", "B200", fa, fb)
+    for fa in _PTX for fb in _PTX
+] + [
     ("RTX50/mma.sync.block_scale/e4m3-e2m3", "MMABlockScale", "RTX Blackwell",
      "m16n8k32.kind::mxf8f6f4.block32.f32.e4m3.e2m3.f32.ue8m0", "RTX50", "float8_e4m3fn", "float6_e2m3fn"),
 ]
@@ -251,7 +251,9 @@ def generate(rows_per_kind, seed):
     for key, cls, arch, shape, gpu, fa, fb in BLOCK_SCALED_CONFIGS:
         op = getattr(sim, cls)(arch, shape)
         fa_, fb_ = fp8sim.get_format(fa), fp8sim.get_format(fb)
-        for kind in ("normal", "wide", "subnormal", "tiny_scales", "nan_scale"):
+        kinds = ("normal", "wide", "subnormal", "tiny_scales", "nan_scale") if fa == fb or gpu == "RTX50" \
+            else ("normal", "subnormal")
+        for kind in kinds:
             R, nb = rows_per_kind, 2
             a, b = operands(rng, {"tiny_scales": "normal", "nan_scale": "normal"}.get(kind, kind), R, 32 * nb, fa_, fb_)
             c = addends(rng, R, "float32")

@@ -417,9 +417,12 @@ def scaled_matmul(
     ``"mx"`` (OCP MX: both operands in 32-element blocks along K with E8M0
     scales): for each K block ``j`` of 32, ``p = unit(A_j @ B_j)``,
     ``acc = fl32(acc + p * 2**(xa + xb))`` (the power-of-two scaling is
-    exact), ``out = round(acc, out_format)``.  fp8sim's model: the scaled
-    block results accumulate in FP32 with nearest-even; it is not checked
-    against measured MX outputs.
+    exact), ``out = round(acc, out_format)``: the order software emulators
+    such as microxcaling and torchao's MX emulation compute.  Blackwell's
+    hardware puts the scales inside the fused sum instead: pass a unit from
+    :func:`fp8sim.hardware.block_scaled_unit` or
+    :func:`fp8sim.hardware.group_scaled_unit` (semantics ``"block_scale"``,
+    MX and NVFP4 operands).
 
     Examples
     --------

@@ -449,7 +449,9 @@ def quantize_scaled(
 
 class DelayedScaling:
     """Per-tensor delayed scaling with an amax history (NVIDIA Transformer Engine's
-    ``DelayedScaling`` recipe).
+    ``DelayedScaling`` recipe; TE's argument names ``amax_history_len``, ``amax_compute_algo``
+    and ``fp8_format`` work too, HYBRID meaning E4M3 for this tensor).  ``scale`` here is the
+    dequantization factor (TE's ``scale_inv``), not TE's ``scale``.
 
     Each call of :func:`quantize_scaled` with ``delayed=self`` quantizes with
     the current scale, then appends the tensor's amax to the history (the
@@ -468,7 +470,20 @@ class DelayedScaling:
     (0.0022321429569274187, [1.0, 1.0])
     """
 
-    def __init__(self, fmt: FormatLike = "e4m3", history_len: int = 1024, algo: str = "max", margin: float = 0):
+    def __init__(self, fmt: FormatLike = "e4m3", history_len: int = 1024, algo: str = "max", margin: float = 0,
+                 **te_names):
+        # Transformer Engine's argument names: amax_history_len, amax_compute_algo, fp8_format
+        for te, ours in (("amax_history_len", "history_len"), ("amax_compute_algo", "algo"), ("fp8_format", "fmt")):
+            if te in te_names:
+                value = te_names.pop(te)
+                if te == "fp8_format":
+                    value = {"E4M3": "e4m3", "E5M2": "e5m2", "HYBRID": "e4m3"}.get(
+                        str(getattr(value, "name", value)).upper(), value)
+                fmt, history_len, algo = (value if ours == "fmt" else fmt, value if ours == "history_len" else
+                                          history_len, value if ours == "algo" else algo)
+        if te_names:
+            raise TypeError(f"unexpected arguments {sorted(te_names)}; fp8sim's names: fmt, history_len, algo, margin "
+                            "(or Transformer Engine's amax_history_len, amax_compute_algo, fp8_format)")
         self.fmt = get_format(fmt)
         if isinstance(history_len, bool) or not isinstance(history_len, int) or history_len < 1:
             raise ValueError(f"history_len must be a positive int, got {history_len!r}")

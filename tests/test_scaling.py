@@ -391,3 +391,11 @@ def test_string_options_any_case():
     A, B = quantize_scaled(x, "e4m3", "tensor"), quantize_scaled(w, "e4m3", "tensor")
     np.testing.assert_array_equal(scaled_matmul(A, B, unit="H100:e4m3", semantics="SCALED_MM"),
                                   scaled_matmul(A, B, unit="H100:e4m3", semantics="scaled_mm"))
+
+
+def test_delayed_scaling_takes_transformer_engine_names():
+    ds = DelayedScaling(amax_history_len=8, amax_compute_algo="most_recent", fp8_format="HYBRID", margin=1)
+    assert ds.history.maxlen == 8 and ds.algo == "most_recent" and ds.fmt.name == "float8_e4m3fn"
+    assert DelayedScaling(fp8_format="E5M2").fmt.name == "float8_e5m2"
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        DelayedScaling(interval=1)
