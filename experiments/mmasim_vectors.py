@@ -251,11 +251,12 @@ def generate(rows_per_kind, seed):
     for key, cls, arch, shape, gpu, fa, fb in BLOCK_SCALED_CONFIGS:
         op = getattr(sim, cls)(arch, shape)
         fa_, fb_ = fp8sim.get_format(fa), fp8sim.get_format(fb)
-        kinds = ("normal", "wide", "subnormal", "tiny_scales", "nan_scale") if fa == fb or gpu == "RTX50" \
+        kinds = ("normal", "wide", "subnormal", "tiny_scales", "nan_scale", "single") if fa == fb or gpu == "RTX50" \
             else ("normal", "subnormal")
         for kind in kinds:
-            R, nb = rows_per_kind, 2
-            a, b = operands(rng, {"tiny_scales": "normal", "nan_scale": "normal"}.get(kind, kind), R, 32 * nb, fa_, fb_)
+            R, nb = rows_per_kind, (1 if kind == "single" else 2)
+            a, b = operands(rng, {"tiny_scales": "normal", "nan_scale": "normal", "single": "wide"}.get(kind, kind), R,
+                            32 * nb, fa_, fb_)
             c = addends(rng, R, "float32")
             lo, hi = (-127, -100) if kind == "tiny_scales" else (-12, 12)
             xa = rng.integers(lo, hi + 1, (R, nb)).astype(np.float64)
@@ -282,10 +283,10 @@ def generate(rows_per_kind, seed):
     for key, cls, arch, shape, gpu, block, sfmt in GROUP_SCALED_CONFIGS:
         op = getattr(sim, cls)(arch, shape)
         f4 = fp8sim.get_format("e2m1")
-        for kind in ("normal", "cancel", "zero_groups", "tiny_scales", "nan_scale"):
-            R, K = rows_per_kind, 128
-            a, b = operands(rng, {"zero_groups": "normal", "tiny_scales": "normal", "nan_scale": "normal"}.get(
-                kind, kind), R, K, f4, f4)
+        for kind in ("normal", "cancel", "zero_groups", "tiny_scales", "nan_scale", "single"):
+            R, K = rows_per_kind, (64 if kind == "single" else 128)
+            a, b = operands(rng, {"zero_groups": "normal", "tiny_scales": "normal", "nan_scale": "normal",
+                                  "single": "wide"}.get(kind, kind), R, K, f4, f4)
             if kind == "zero_groups":
                 a[:, 16:32] = 0.0
                 a[:, 64:80] = 0.0

@@ -115,3 +115,14 @@ def test_group_scaled_bad_input():
     with pytest.raises(ValueError, match="UE4M3 values"):
         group_scaled_chain(np.ones((1, 64)), np.ones((64, 1)), np.zeros((1, 1)), np.full((1, 4), 0.3),
                            np.ones((4, 1)), GroupScaledFMA(16, "e4m3"))
+
+
+@pytest.mark.parametrize("fmt, out", [("e3m2", "bfloat16"), ("e2m3", "float16"), ("e5m2", "float32")])
+def test_mxfp6_and_mxfp8_gemms_every_output(fmt, out, rng):
+    x, w = rng.standard_normal((3, 96)), rng.standard_normal((96, 4))
+    A = fp8sim.quantize_scaled(x, fmt, "mx32")
+    B = fp8sim.quantize_scaled(w, fmt, "mx32", axis=0)
+    unit = block_scaled_unit("RTX 5090", fmt)
+    got = fp8sim.scaled_matmul(A, B, unit=unit, out_format=out)
+    acc = block_scaled_chain(A.values, B.values, np.zeros((3, 4)), A.scales, B.scales, unit)
+    np.testing.assert_array_equal(got, fp8sim.quantize(acc, out))
