@@ -143,6 +143,12 @@ GROUP_SCALED_CONFIGS = [
      "m128n8k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue8m0", "B200", 16, "float8_e8m0fnu"),
     ("B200/tcgen05.block_scale/mxf4nvf4-ue4m3", "TCGen05MMABlockScale", "Blackwell",
      "m128n8k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue4m3", "B200", 16, "float8_e4m3fn"),
+    ("RTX50/mma.sync.block_scale/mxf4", "MMABlockScale", "RTX Blackwell",
+     "m16n8k64.kind::mxf4.block32.f32.e2m1.e2m1.f32.ue8m0", "RTX50", 32, "float8_e8m0fnu"),
+    ("RTX50/mma.sync.block_scale/mxf4nvf4-ue8m0", "MMABlockScale", "RTX Blackwell",
+     "m16n8k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.f32.ue8m0", "RTX50", 16, "float8_e8m0fnu"),
+    ("RTX50/mma.sync.block_scale/mxf4nvf4-ue4m3", "MMABlockScale", "RTX Blackwell",
+     "m16n8k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.f32.ue4m3", "RTX50", 16, "float8_e4m3fn"),
 ]
 
 KINDS = ("normal", "wide", "cancel", "subnormal", "special")
