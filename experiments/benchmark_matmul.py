@@ -281,6 +281,25 @@ def memory_table(M, N, ks, seed):
     return out
 
 
+def exact_table(M, N, K, repeats, seed):
+    """The "exact" unit on wide-range FP32 data (exponents over 2**-60 .. 2**60): the compensated
+    whole-array path against the per-element math.fsum path it replaces (same bits)."""
+    from fp8sim.gemm import _exact_fsum
+
+    rng = np.random.default_rng(seed)
+    a = fp8sim.quantize(rng.standard_normal((M, K)) * np.exp2(rng.integers(-60, 61, (M, K))), "float32")
+    b = fp8sim.quantize(rng.standard_normal((K, N)) * np.exp2(rng.integers(-60, 61, (K, N))), "float32")
+
+    def old():
+        return np.array([[_exact_fsum(a[i], b[:, j], 0.0) for j in range(N)] for i in range(M)])
+
+    new = fp8sim.matmul(a, b, unit="exact")
+    same = bool(np.array_equal(new.view(np.uint64), old().view(np.uint64)))
+    t_old = median_seconds(old, max(1, repeats // 2), warmup=False)
+    t_new = median_seconds(lambda: fp8sim.matmul(a, b, unit="exact"), repeats)
+    return {"shape": [M, N, K], "fsum_s": t_old, "compensated_s": t_new, "speedup": t_old / t_new, "same_bits": same}
+
+
 def report(res):
     M, N, K = res["main"]["shape"]
     print(f"H100 E4M3 unit, M = N = {M}, K = {K}; median times (threads=None here means "
@@ -317,6 +336,11 @@ def report(res):
           f"quantize_scaled of both / matmul: {s['quantize_over_matmul']:.2f} (target <= 0.3)")
     for fmt, q in res["quantize"].items():
         print(f"quantize float32 -> {fmt}: {q['speed_vs_library']:.2f}x the library cast's speed (target >= 0.5)")
+    if "exact" in res:
+        e = res["exact"]
+        M, N, K = e["shape"]
+        print(f'"exact" unit, wide-range FP32 data, {M} x {K} @ {K} x {N}: per-element fsum {e["fsum_s"]:.2f} s, '
+              f'compensated {e["compensated_s"]:.3f} s -> {e["speedup"]:.1f}x faster (same bits: {e["same_bits"]})')
     print("peak memory during matmul (tracemalloc; the inputs, allocated before, not counted):")
     for k, m in res["memory"].items():
         print(f"  K = {k:6d}: {m['peak_bytes'] / 2**20:7.2f} MiB   (inputs {m['input_bytes'] / 2**20:7.1f} MiB)")
@@ -325,11 +349,20 @@ def report(res):
 def main(argv=None):
     ap = script_parser(__doc__, quick="small shapes, for tests")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--exact-only", action="store_true", help="run only the exact-unit comparison")
     args = ap.parse_args(argv)
+    if args.exact_only:
+        e = exact_table(128, 128, 4096, args.repeats, args.seed)
+        report_exact = {"exact": e}
+        M, N, K = e["shape"]
+        print(f'"exact" unit, wide-range FP32 data, {M} x {K} @ {K} x {N}: per-element fsum {e["fsum_s"]:.2f} s, '
+              f'compensated {e["compensated_s"]:.3f} s -> {e["speedup"]:.1f}x faster (same bits: {e["same_bits"]})')
+        write_json(out_dir(args.out) / "benchmark_exact.json", report_exact, seed=args.seed)
+        return report_exact
     if args.quick:
         res = {"main": main_table(32, 32, 256, 1, args.seed), "units": units_table(16, 16, 128, 1, args.seed),
                "scaling": scaling_table(16, 16, 256, 1, args.seed), "quantize": quantize_table(10_000, 1, args.seed),
-               "memory": memory_table(16, 16, [256, 1024], args.seed),
+               "memory": memory_table(16, 16, [256, 1024], args.seed), "exact": exact_table(8, 8, 256, 1, args.seed),
                "mmaemu_sweep": mmaemu_sweep([16], 1024, 1, args.seed), "mmaemu_k": 1024}
     else:
         res = {"main": main_table(256, 256, 4096, args.repeats, args.seed),
@@ -337,6 +370,7 @@ def main(argv=None):
                "scaling": scaling_table(256, 256, 4096, args.repeats, args.seed),
                "quantize": quantize_table(10_000_000, args.repeats, args.seed),
                "memory": memory_table(256, 256, [1024, 4096, 16384, 65536], args.seed),
+               "exact": exact_table(128, 128, 4096, args.repeats, args.seed),
                "mmaemu_sweep": mmaemu_sweep([64, 128, 256, 512, 1024], 4096, args.repeats, args.seed),
                "mmaemu_k": 4096}
     res["cpu_count"] = os.cpu_count()

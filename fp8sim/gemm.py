@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .accumulate import BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit, dot_chain, split_fp16_chain, two_sum
+from .accumulate import BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit, dot_chain, round_pair, split_fp16_chain, two_sum
 from .cdna import ExactBlockUnit, FloorSumUnit, FTZUnit, cdna_chain
 from .formats import FormatLike, check_bool, get_format
 from .hardware import tensor_core
@@ -349,14 +349,51 @@ def _exact(a, b, c):
     if bound < math.ldexp(1.0, min(lows) + 52):
         # every partial sum is a multiple of 2**min(lows) below 2**(min(lows)+53): exact in float64
         return quantize(a @ b + c, FP32)
-    out = np.empty_like(c)
-    for i in range(a.shape[0]):
-        for j in range(b.shape[1]):
-            terms = list(a[i] * b[:, j]) + [c[i, j]]
-            s = math.fsum(terms)
-            rest = math.fsum(terms + [-s])  # sign of the exact remainder
-            out[i, j] = add_fp32(np.array([s]), np.array([rest]))[0] if rest else quantize(s, FP32)
+    return _exact_compensated(a, b, c)
+
+
+def _exact_compensated(a, b, c):
+    """Exactly rounded FP32 dot products of wide-range data, whole-array.
+
+    Compensated summation over K (Ogita, Rump & Oishi, "Accurate sum and dot
+    product", SIAM J. Sci. Comput. 26(6), 2005, Algorithm 4.4, Sum2; the
+    products of FP32 values are exact in float64) gives ``hi + lo`` with
+    ``|S - (hi + lo)| <= gamma_n**2 * sum|p_i|`` (their Proposition 4.5,
+    ``gamma_n = n u / (1 - n u)``); where both ends of that interval round
+    to the same FP32 value, so does S.  The rare elements where they do not
+    (S within the bound of an FP32 rounding boundary) are summed exactly,
+    one at a time, with ``math.fsum``.
+    """
+    K = a.shape[1]
+    s = np.array(c, np.float64, copy=True)
+    comp = np.zeros_like(s)
+    mag = np.abs(s)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(K):
+            p = np.multiply.outer(a[:, k], b[k])
+            t = s + p
+            bp = t - s
+            comp += (s - (t - bp)) + (p - bp)
+            s = t
+            mag += np.abs(p)
+        hi, lo = two_sum(s, comp)
+        n = K + 1
+        g = n * 2.0**-53 / (1 - n * 2.0**-53)
+        bound = 2 * g * g * mag * (1 + 2.0**-40) + np.abs(lo) * 2.0**-50 + 2.0**-1074
+        r_lo = round_pair(*two_sum(hi, lo - bound), FP32, "nearest_even")
+        r_hi = round_pair(*two_sum(hi, lo + bound), FP32, "nearest_even")
+    out = np.where(r_lo == r_hi, r_lo, np.nan)
+    for i, j in zip(*np.nonzero(r_lo != r_hi)):
+        out[i, j] = _exact_fsum(a[i], b[:, j], c[i, j])
     return out
+
+
+def _exact_fsum(a_row, b_col, c):
+    """One exactly rounded FP32 dot product (math.fsum and the sign of the exact remainder)."""
+    terms = list(a_row * b_col) + [c]
+    s = math.fsum(terms)
+    rest = math.fsum(terms + [-s])  # sign of the exact remainder
+    return add_fp32(np.array([s]), np.array([rest]))[0] if rest else float(quantize(s, FP32))
 
 
 def _fma(a, b, c):

@@ -198,3 +198,34 @@ def test_threads_bit_identical(rng):
     for bad in (0, -1, 1.5, "2", True):
         with pytest.raises(ValueError, match="threads"):
             fp8sim.matmul(a, b, unit="H100:e4m3", threads=bad)
+
+
+def test_exact_unit_wide_range_is_exactly_rounded(rng, monkeypatch):
+    """The compensated whole-array path (issue 13) equals an exact rational twin, and its per-element
+    fallback gives the same bits where it is forced everywhere."""
+    from fractions import Fraction
+
+    import fp8sim.gemm as g
+    from fp8sim.reference import quantize_scalar
+
+    M, K, N = 6, 200, 5
+    a = fp8sim.quantize(rng.standard_normal((M, K)) * np.exp2(rng.integers(-70, 70, (M, K))), "float32")
+    b = fp8sim.quantize(rng.standard_normal((K, N)) * np.exp2(rng.integers(-70, 70, (K, N))), "float32")
+    a[:, K // 2:] = a[:, :K // 2]
+    b[K // 2:] = -b[:K // 2]                    # exact cancellation ...
+    b[K // 2] = fp8sim.quantize(b[K // 2] * 1.5, "float32")   # ... but not quite
+    c = fp8sim.quantize(rng.standard_normal((M, N)), "float32")
+    got = fp8sim.matmul(a, b, c, unit="exact")
+    want = np.array([[quantize_scalar(sum((Fraction(x) * Fraction(y) for x, y in zip(a[i], b[:, j])),
+                                          Fraction(c[i, j])), "float32") for j in range(N)] for i in range(M)])
+    np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
+    # force the fallback everywhere: the same bits
+    real_round_pair = g.round_pair
+    calls = []
+
+    def undecided(hi, lo, fmt, rounding):
+        calls.append(1)
+        r = real_round_pair(hi, lo, fmt, rounding)
+        return r if len(calls) % 2 else r + 1.0   # the two ends never agree
+    monkeypatch.setattr(g, "round_pair", undecided)
+    np.testing.assert_array_equal(fp8sim.matmul(a, b, c, unit="exact").view(np.uint64), want.view(np.uint64))
