@@ -203,15 +203,7 @@ def tensor_core(gpu: str, in_format: FormatLike, out_format: FormatLike = "float
     instr = DEFAULT_INSTRUCTION[key] if instruction is None else str(instruction).strip().lower()
     if key in ("MI100", "MI250X", "MI300X"):
         return _amd_unit(key, instr, in_format, out_format, b_format, instruction)
-    have = sorted({(i, f) for g, i, f in _PRESETS if g == key})
-    if instr not in INSTRUCTIONS or not any(i == instr for i, _ in have):
-        raise ValueError(f"{key} has no instruction {instruction!r}; it has "
-                         f"{sorted({i for i, _ in have})} (default {DEFAULT_INSTRUCTION[key]!r})")
-    fmt = get_format(in_format)
-    params = _PRESETS.get((key, instr, fmt.name))
-    if params is None:
-        raise ValueError(f"no {key} {instr} unit for in_format {fmt.name!r}; {key} {instr} takes "
-                         f"{sorted(f for i, f in have if i == instr)}")
+    fmt, params = _lookup(_PRESETS, key, instr, instruction, in_format)
     fb = fmt if b_format is None else get_format(b_format)
     if fb != fmt:
         family = _PAIRS.get(instr, _F8F6F4 if key == "RTX50" else _FP8)
@@ -219,7 +211,7 @@ def tensor_core(gpu: str, in_format: FormatLike, out_format: FormatLike = "float
             raise ValueError(f"mixed operands on {key} {instr}: both must be among {list(family)}, "
                              f"got {fmt.name} and {fb.name}")
     block, align, frac, rnd, c_in, c_round, _ = params
-    name = f"{key}:{fmt.name}" + (f",{fb.name}" if fb != fmt else "") + f"@{instr}"
+    name = _unit_name(key, fmt, fb, instr)
     out = get_format(out_format).name
     if out == "float32":
         return BlockFMA(fmt, block, align, frac, rnd, c_in, c_round, name=name, b_format=fb)
@@ -237,15 +229,7 @@ def tensor_core(gpu: str, in_format: FormatLike, out_format: FormatLike = "float
 def _amd_unit(key, instr, in_format, out_format, b_format, instruction):
     from . import cdna
 
-    have = sorted({(i, f) for g, i, f in _AMD if g == key})
-    if not any(i == instr for i, _ in have):
-        raise ValueError(f"{key} has no instruction {instruction!r}; it has {sorted({i for i, _ in have})} "
-                         f"(default {DEFAULT_INSTRUCTION[key]!r})")
-    fmt = get_format(in_format)
-    entry = _AMD.get((key, instr, fmt.name))
-    if entry is None:
-        raise ValueError(f"no {key} {instr} unit for in_format {fmt.name!r}; {key} {instr} takes "
-                         f"{sorted(f for i, f in have if i == instr)}")
+    fmt, entry = _lookup(_AMD, key, instr, instruction, in_format)
     fb = fmt if b_format is None else get_format(b_format)
     if fb != fmt and not (fmt.name in _FNUZ8 and fb.name in _FNUZ8):
         raise ValueError(f"mixed operands on {key} {instr}: both must be among {list(_FNUZ8)}, "
@@ -253,8 +237,27 @@ def _amd_unit(key, instr, in_format, out_format, b_format, instruction):
     if get_format(out_format).name != "float32":
         raise ValueError(f"{key} {instr}: only FP32 output is modelled, got out_format={out_format!r}")
     cls, kwargs, _ = entry
-    name = f"{key}:{fmt.name}" + (f",{fb.name}" if fb != fmt else "") + f"@{instr}"
-    return getattr(cdna, cls)(fmt, name=name, b_format=fb, **kwargs)
+    return getattr(cdna, cls)(fmt, name=_unit_name(key, fmt, fb, instr), b_format=fb, **kwargs)
+
+
+def _lookup(table, key, instr, instruction, in_format):
+    """(format, entry) of ``table`` for a GPU, instruction and input format; a ValueError that lists
+    what the GPU has otherwise."""
+    have = sorted({(i, f) for g, i, f in table if g == key})
+    if not any(i == instr for i, _ in have):
+        raise ValueError(f"{key} has no instruction {instruction!r}; it has "
+                         f"{sorted({i for i, _ in have})} (default {DEFAULT_INSTRUCTION[key]!r})")
+    fmt = get_format(in_format)
+    entry = table.get((key, instr, fmt.name))
+    if entry is None:
+        raise ValueError(f"no {key} {instr} unit for in_format {fmt.name!r}; {key} {instr} takes "
+                         f"{sorted(f for i, f in have if i == instr)}")
+    return fmt, entry
+
+
+def _unit_name(key, fmt, fb, instr):
+    """A preset's name: GPU:format[,b_format]@instruction."""
+    return f"{key}:{fmt.name}" + (f",{fb.name}" if fb != fmt else "") + f"@{instr}"
 
 
 def block_scaled_unit(gpu: str, a_format: FormatLike, b_format: FormatLike | None = None):
@@ -272,8 +275,7 @@ def block_scaled_unit(gpu: str, a_format: FormatLike, b_format: FormatLike | Non
         raise ValueError(f"block-scaled MMA (kind::mxf8f6f4) is modelled for B200 and RTX50, not {key}")
     fa = get_format(a_format)
     fb = fa if b_format is None else get_format(b_format)
-    name = f"{key}:{fa.name}" + (f",{fb.name}" if fb != fa else "") + "@block_scale"
-    return BlockScaledFMA(fa, fb, name=name)
+    return BlockScaledFMA(fa, fb, name=_unit_name(key, fa, fb, "block_scale"))
 
 
 def group_scaled_unit(gpu: str, kind: str = "mxf4", block: int = 32, scale_format: FormatLike = "ue8m0"):
