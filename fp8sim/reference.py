@@ -301,13 +301,10 @@ def _flush32(v: Fraction | float) -> float:
 
 
 def _add32(x: float, y: float) -> float:
-    if math.isnan(x) or math.isnan(y) or (math.isinf(x) and math.isinf(y) and x != y):
-        return float("nan")
-    if math.isinf(x) or math.isinf(y):
-        return x if math.isinf(x) else y
+    """CDNA2's FP32 addition: nearest-even (specials as :func:`_add_fp32`), a subnormal result flushed."""
     if x == 0 and y == 0:
         return x + y  # IEEE signs of zero sums
-    return _flush32(Fraction(x) + Fraction(y))
+    return _flush32(_add_fp32(x, y))
 
 
 def ftz_dot(a, b, c, unit) -> float:
@@ -454,10 +451,7 @@ def block_scaled_dot(a, b, c, sa, sb, unit) -> float:
         exps.append(floor_log2(abs(cf)) if cf != 0 else unit.e_zero)
         grid = Fraction(2) ** (max(exps) - F)
         total = (sum(math.trunc(t / grid) for t in terms) + math.trunc(cf / grid)) * grid
-        r = quantize_scalar(total, "float32", "toward_zero", "infinity")
-        if getattr(unit, "rz_overflow", "max") == "inf" and abs(total) > Fraction(get_format("float32").max):
-            r = math.copysign(math.inf, total)
-        c = r + 0.0
+        c = _rz_fp32(total, unit)
     return c
 
 
@@ -509,11 +503,15 @@ def group_scaled_dot(a, b, c, sa, sb, unit) -> float:
         total = sum(math.trunc(t * Fraction(2) ** (e - E + F)) for t, e in zip(terms, exps))
         total += math.trunc(cf * Fraction(2) ** (F - E))
         exact = total * Fraction(2) ** (E - F)
-        r = quantize_scalar(exact, "float32", "toward_zero", "infinity")
-        if getattr(unit, "rz_overflow", "max") == "inf" and abs(exact) > Fraction(get_format("float32").max):
-            r = math.copysign(math.inf, exact)
-        c = r + 0.0
+        c = _rz_fp32(exact, unit)
     return c
+
+
+def _rz_fp32(exact: Fraction, unit) -> float:
+    """A block-scaled step's result: ``exact`` truncated to FP32 (overflow as the unit's
+    ``rz_overflow`` says), zeros +0."""
+    fp32 = get_format("float32")
+    return _choices(quantize_scalar(exact, fp32, "toward_zero", "infinity"), exact, "toward_zero", fp32, unit) + 0.0
 
 
 def _add_fp32(x: float, y: float) -> float:
