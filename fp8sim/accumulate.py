@@ -283,6 +283,15 @@ def split_fp16_chain(a, b, c, unit: SplitFP16Unit, *, paired=False, tile_elems=N
     return out
 
 
+def pow2(e) -> np.ndarray:
+    """``2.0**e`` (float64) for integer arrays ``e`` in [-1022, 1023], built from the bit pattern.
+
+    >>> pow2(np.array([-3, 0, 10])).tolist()
+    [0.125, 1.0, 1024.0]
+    """
+    return ((np.asarray(e, np.int64) + 1023) << 52).view(np.float64)
+
+
 def two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Error-free transformation: ``s + e == a + b`` exactly, ``s = fl(a + b)``
     (Knuth, TAOCP vol. 2, 4.2.2)."""
@@ -495,14 +504,14 @@ def _align_and_sum_f64(plan, E, terms, c):
     if terms.dtype == np.float32:
         ts = ((shift + 127) << 23).astype(np.int32).view(np.float32)
     else:
-        ts = ((shift + 1023) << 52).view(np.float64)
+        ts = pow2(shift)
     terms *= ts
     np.trunc(terms, out=terms)
     s = terms.sum(axis=0, dtype=np.float64)
-    ct = c * ((shift + 1023) << 52).view(np.float64)
+    ct = c * pow2(shift)
     np.trunc(ct, out=ct)
     s += ct
-    s *= ((1023 - shift) << 52).view(np.float64)
+    s *= pow2(-shift)
     bits = s.view(np.uint64)
     bits &= plan.rtz_mask
     return s

@@ -90,6 +90,15 @@ class BlockScaledFMA:
             raise ValueError(f"rz_overflow must be 'max' or 'inf', got {self.rz_overflow!r}")
 
 
+def _rz_fp32(v, unit):
+    """A block-scaled step's result: exact ``v`` truncated to FP32 (overflow as ``unit.rz_overflow``
+    says), zeros +0."""
+    r = quantize(v, FP32, "toward_zero", "infinity") + 0.0
+    if unit.rz_overflow == "inf":
+        r = np.where(np.abs(v) > FP32.max, np.copysign(np.inf, v), r)
+    return r
+
+
 def _scale_exponents(s, what):
     """Exponents of E8M0 scale values (powers of two or NaN); ValueError for anything else."""
     s = np.asarray(s, np.float64)
@@ -138,10 +147,7 @@ def block_scaled_chain(a, b, c, sa, sb, unit: BlockScaledFMA, *, paired=False) -
             t = np.trunc(p * np.ldexp(1.0, x + shift)[..., None]).sum(axis=-1)
             t += np.trunc(out * np.ldexp(1.0, shift))
             v = np.ldexp(t, -shift)
-            r = quantize(v, FP32, "toward_zero", "infinity") + 0.0
-            if unit.rz_overflow == "inf":
-                r = np.where(np.abs(v) > FP32.max, np.copysign(np.inf, v), r)
-            out = np.where(nan | np.isnan(out), np.nan, r)
+            out = np.where(nan | np.isnan(out), np.nan, _rz_fp32(v, unit))
     return out
 
 
@@ -242,8 +248,5 @@ def group_scaled_chain(a, b, c, sa, sb, unit: GroupScaledFMA, *, paired=False) -
             t = sum(np.trunc(v * np.ldexp(1.0, e - E + F)) for v, e in zip(terms, exps[:4]))
             t = t + np.trunc(out * np.ldexp(1.0, F - E))
             v = np.ldexp(t, E - F)
-            r = quantize(v, FP32, "toward_zero", "infinity") + 0.0
-            if unit.rz_overflow == "inf":
-                r = np.where(np.abs(v) > FP32.max, np.copysign(np.inf, v), r)
-            out = np.where(nan, np.nan, r)
+            out = np.where(nan, np.nan, _rz_fp32(v, unit))
     return out

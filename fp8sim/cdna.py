@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .accumulate import round_pair
+from .accumulate import pow2, round_pair
 from .formats import FloatFormat, get_format
 from .rounding import quantize
 
@@ -114,15 +114,10 @@ def _exps(x, fmt):
     return np.where(x == 0, -(10**6), e)
 
 
-def _pow2(e):
-    """2.0**e for int arrays e in [-1022, 1023], built from the float64 bit pattern."""
-    return ((np.asarray(e, np.int64) + 1023) << 52).view(np.float64)
-
-
 def _floor_to(v, e):
     """v floored (toward -Inf) onto the grid 2**e (float64, exact for the values here)."""
     e = np.clip(e, -1000, 1000)
-    return np.floor(v * _pow2(-e)) * _pow2(e)
+    return np.floor(v * pow2(-e)) * pow2(e)
 
 
 def _trunc_to(v, e):
@@ -232,9 +227,9 @@ def _floor_sum_chain_fast(unit, a, b, out):
                 E = ek.max(axis=0).astype(np.int64)
                 live = E > -(10**5)
                 Ez = np.where(live, E, 0)
-                Pk = Pk * _pow2(F - Ez)
+                Pk = Pk * pow2(F - Ez)
                 np.trunc(Pk, out=Pk)
-                return Pk.sum(axis=0) * _pow2(np.where(live, Ez - F, -1000)), E
+                return Pk.sum(axis=0) * pow2(np.where(live, Ez - F, -1000)), E
 
             if unit.split_parity:
                 s0, e0 = tsum(P[0::2], ep[0::2])
