@@ -30,8 +30,10 @@ from fp8sim.hardware import PACKED_VECTORS, has_vectors, load_vectors, tensor_co
 
 try:
     from ._common import out_dir, script_parser, write_json
+    from .mmasim_vectors import matches, run_set, unit_for
 except ImportError:  # run as a script
     from _common import out_dir, script_parser, write_json
+    from mmasim_vectors import matches, run_set, unit_for
 
 GPUS = ["V100", "A100", "Ada", "L40S", "H100", "B200"]
 FORMATS = ["fp16", "bf16", "tf32", "E4M3", "E5M2"]
@@ -92,22 +94,13 @@ def mmasim_rows(path=MMASIM_VECTORS):
     meta = json.loads(data["meta"].tobytes())
     out = {}
     for name, cfg in meta["sets"].items():
-        fa, fb, of = cfg["a_format"], cfg["b_format"], cfg["out_format"]
-        instr = cfg["instruction"]
-        if instr in ("block_scale", "group_scale"):  # block-scaled rows: tests/test_mmasim.py and the README's MX section
+        if cfg["instruction"] in ("block_scale", "group_scale"):  # block-scaled rows: tests/test_mmasim.py
             continue
-        if "'f32_16x16x8bf16'" in cfg["mmasim"] and cfg["gpu"] == "MI250X":
-            instr = "mfma.legacy"
-        unit = tensor_core(cfg["gpu"], fa, b_format=None if fb == fa else fb, out_format=of, instruction=instr)
+        unit = unit_for(cfg)
         if cfg["kind"] == "choices":  # rows where the undecided choices matter: compared with MMA-Sim's choices
             unit = unit.with_mmasim_choices()
-        a, b = fp8sim.decode(data[f"{name}/a"], fa), fp8sim.decode(data[f"{name}/b"], fb)
-        c = fp8sim.decode(data[f"{name}/c"], of)
-        with np.errstate(invalid="ignore", over="ignore"):
-            got = dot_rows(a, b, c, unit=unit, out_format=None if of == "float32" else of)
-        want = fp8sim.decode(data[f"{name}/d"], of)
-        ok = (fp8sim.encode(got, of) == data[f"{name}/d"]) | (np.isnan(got) & np.isnan(want))
-        key = (cfg["gpu"], instr, fa, fb, of)
+        ok = matches(*run_set(data, name, cfg, unit), cfg["out_format"])
+        key = (cfg["gpu"], unit.name.split("@")[1].split(":")[0], cfg["a_format"], cfg["b_format"], cfg["out_format"])
         m, n = out.get(key, (0, 0))
         out[key] = (m + int(ok.sum()), n + len(ok))
     return out

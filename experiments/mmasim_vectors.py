@@ -206,6 +206,66 @@ def to_torch(torch, x, fmt):
     return torch.from_numpy(x.astype(np.float32)).to(getattr(torch, fmt.name))
 
 
+def _store(arrays, configs, name, a, b, c, d, config, sa=None, sb=None):
+    """One set into the file: inputs (and scales) as codes, MMA-Sim's output ``d`` (a torch tensor) as
+    bit patterns of the output format, and the set's config."""
+    fa, fb, out = config["a_format"], config["b_format"], config["out_format"]
+    arrays[f"{name}/a"] = fp8sim.encode(a, fa)
+    arrays[f"{name}/b"] = fp8sim.encode(b, fb)
+    arrays[f"{name}/c"] = fp8sim.encode(c, out)
+    if sa is not None:
+        sfmt = config.get("scale_format", "float8_e8m0fnu")
+        arrays[f"{name}/sa"] = fp8sim.encode(sa, sfmt)
+        arrays[f"{name}/sb"] = fp8sim.encode(sb, sfmt)
+    d = d.numpy().astype(np.float32 if out == "float32" else np.float16)
+    arrays[f"{name}/d"] = d.view(np.uint32 if out == "float32" else np.uint16)
+    configs[name] = config
+
+
+def unit_for(cfg):
+    """The fp8sim unit a set of these vectors checks, from its config."""
+    from fp8sim.hardware import block_scaled_unit, group_scaled_unit, tensor_core
+
+    fa, fb = cfg["a_format"], cfg["b_format"]
+    if cfg["instruction"] == "block_scale":
+        return block_scaled_unit(cfg["gpu"], fa, fb)
+    if cfg["instruction"] == "group_scale":
+        kind = "mxf4" if "kind::mxf4." in cfg["mmasim"] else "mxf4nvf4"
+        return group_scaled_unit(cfg["gpu"], kind, cfg["block"], cfg["scale_format"])
+    instr = cfg["instruction"]
+    if "'f32_16x16x8bf16'" in cfg["mmasim"] and cfg["gpu"] == "MI250X":
+        instr = "mfma.legacy"  # CDNA2's bf16 instruction without _1k: groups of 2
+    return tensor_core(cfg["gpu"], fa, b_format=None if fb == fa else fb, out_format=cfg["out_format"],
+                       instruction=instr)
+
+
+def run_set(data, name, cfg, unit=None):
+    """(fp8sim's outputs, MMA-Sim's outputs as values, MMA-Sim's bit patterns) for one set, through
+    ``unit`` (default :func:`unit_for`)."""
+    from fp8sim.blockscale import block_scaled_chain, group_scaled_chain
+    from fp8sim.gemm import dot_rows
+
+    unit = unit_for(cfg) if unit is None else unit
+    fa, fb, out = cfg["a_format"], cfg["b_format"], cfg["out_format"]
+    a, b = fp8sim.decode(data[f"{name}/a"], fa), fp8sim.decode(data[f"{name}/b"], fb)
+    c = fp8sim.decode(data[f"{name}/c"], out)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if cfg["instruction"] in ("block_scale", "group_scale"):
+            sfmt = cfg.get("scale_format", "float8_e8m0fnu")
+            sa, sb = fp8sim.decode(data[f"{name}/sa"], sfmt), fp8sim.decode(data[f"{name}/sb"], sfmt)
+            chain = block_scaled_chain if cfg["instruction"] == "block_scale" else group_scaled_chain
+            got = chain(a, b, c[:, None], sa, sb, unit, paired=True)[:, 0]
+        else:
+            got = dot_rows(a, b, c, unit=unit, out_format=None if out == "float32" else out)
+    bits = data[f"{name}/d"]
+    return got, fp8sim.decode(bits, out), bits
+
+
+def matches(got, want, bits, out):
+    """Row by row: the same bit pattern, or NaN on both sides (the NaN encodings differ by design)."""
+    return (fp8sim.encode(got, out) == bits) | (np.isnan(got) & np.isnan(want))
+
+
 def generate(rows_per_kind, seed):
     import mmasim
     import torch
@@ -224,14 +284,9 @@ def generate(rows_per_kind, seed):
                 c = addends(rng, rows_per_kind, out)
                 tc = torch.from_numpy(c.astype(np.float32)).to(torch.float16 if out == "float16" else torch.float32)
                 d = op.dpa(to_torch(torch, a, fa), to_torch(torch, b, fb), tc)
-                d = d.numpy().astype(np.float32 if out == "float32" else np.float16)
-                name = f"{key}/K{K}/{kind}"
-                arrays[f"{name}/a"] = fp8sim.encode(a, fa)
-                arrays[f"{name}/b"] = fp8sim.encode(b, fb)
-                arrays[f"{name}/c"] = fp8sim.encode(c, out)
-                arrays[f"{name}/d"] = d.view(np.uint32 if out == "float32" else np.uint16)
-                configs[name] = {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": instr,
-                                 "a_format": fa, "b_format": fb, "out_format": out, "K": K, "kind": kind}
+                _store(arrays, configs, f"{key}/K{K}/{kind}", a, b, c, d,
+                       {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": instr,
+                        "a_format": fa, "b_format": fb, "out_format": out, "K": K, "kind": kind})
     # rows where the choices no measurement decides matter: truncated overflow (large bf16 products)
     # and a subnormal C with all-zero products (FP8 unit, F = 13)
     for key, cls, arch, shape, gpu, instr, fa, fb, out in [c for c in CONFIGS if c[0] in CHOICE_SETS]:
@@ -245,13 +300,9 @@ def generate(rows_per_kind, seed):
             a[:] = 0.0
             c = rng.integers(-2**23 + 1, 2**23, rows_per_kind) * 2.0**-149
         d = op.dpa(to_torch(torch, a, fa), to_torch(torch, b, fb), torch.from_numpy(c.astype(np.float32)))
-        name = f"{key}/K{K}/choices"
-        arrays[f"{name}/a"] = fp8sim.encode(a, fa)
-        arrays[f"{name}/b"] = fp8sim.encode(b, fb)
-        arrays[f"{name}/c"] = fp8sim.encode(c, "float32")
-        arrays[f"{name}/d"] = d.numpy().astype(np.float32).view(np.uint32)
-        configs[name] = {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": instr,
-                         "a_format": fa, "b_format": fb, "out_format": out, "K": K, "kind": "choices"}
+        _store(arrays, configs, f"{key}/K{K}/choices", a, b, c, d,
+               {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": instr,
+                "a_format": fa, "b_format": fb, "out_format": out, "K": K, "kind": "choices"})
 
     # block-scaled steps, chained over two blocks (one scale pair per block and row)
     for key, cls, arch, shape, gpu, fa, fb in BLOCK_SCALED_CONFIGS:
@@ -276,15 +327,9 @@ def generate(rows_per_kind, seed):
                 al = torch.from_numpy(sa[:, j:j + 1].astype(np.float32)).to(torch.float8_e8m0fnu)
                 be = torch.from_numpy(sb[:, j:j + 1].astype(np.float32)).to(torch.float8_e8m0fnu)
                 d = op.dpa(to_torch(torch, a[:, kk], fa), to_torch(torch, b[:, kk], fb), d, al, be)
-            name = f"{key}/K{32 * nb}/{kind}"
-            arrays[f"{name}/a"] = fp8sim.encode(a, fa)
-            arrays[f"{name}/b"] = fp8sim.encode(b, fb)
-            arrays[f"{name}/c"] = fp8sim.encode(c, "float32")
-            arrays[f"{name}/sa"] = fp8sim.encode(sa, "e8m0")
-            arrays[f"{name}/sb"] = fp8sim.encode(sb, "e8m0")
-            arrays[f"{name}/d"] = d.numpy().astype(np.float32).view(np.uint32)
-            configs[name] = {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": "block_scale",
-                             "a_format": fa, "b_format": fb, "out_format": "float32", "K": 32 * nb, "kind": kind}
+            _store(arrays, configs, f"{key}/K{32 * nb}/{kind}", a, b, c, d,
+                   {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": "block_scale",
+                    "a_format": fa, "b_format": fb, "out_format": "float32", "K": 32 * nb, "kind": kind}, sa, sb)
 
     for key, cls, arch, shape, gpu, block, sfmt in GROUP_SCALED_CONFIGS:
         op = getattr(sim, cls)(arch, shape)
@@ -316,16 +361,10 @@ def generate(rows_per_kind, seed):
             be = torch.from_numpy(sb.astype(np.float32)).to(tdt)
             d = op.dpa(torch.from_numpy(a.astype(np.float32)), torch.from_numpy(b.astype(np.float32)),
                        torch.from_numpy(c.astype(np.float32)), al, be)
-            name = f"{key}/K{K}/{kind}"
-            arrays[f"{name}/a"] = fp8sim.encode(a, f4)
-            arrays[f"{name}/b"] = fp8sim.encode(b, f4)
-            arrays[f"{name}/c"] = fp8sim.encode(c, "float32")
-            arrays[f"{name}/sa"] = fp8sim.encode(sa, sfmt)
-            arrays[f"{name}/sb"] = fp8sim.encode(sb, sfmt)
-            arrays[f"{name}/d"] = d.numpy().astype(np.float32).view(np.uint32)
-            configs[name] = {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": "group_scale",
-                             "a_format": "float4_e2m1fn", "b_format": "float4_e2m1fn", "out_format": "float32",
-                             "K": K, "kind": kind, "block": block, "scale_format": sfmt}
+            _store(arrays, configs, f"{key}/K{K}/{kind}", a, b, c, d,
+                   {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": "group_scale",
+                    "a_format": "float4_e2m1fn", "b_format": "float4_e2m1fn", "out_format": "float32",
+                    "K": K, "kind": kind, "block": block, "scale_format": sfmt}, sa, sb)
 
     from mmasim.amd import sim as amd_sim
 
@@ -339,14 +378,9 @@ def generate(rows_per_kind, seed):
                 a, b = operands(rng, kind, rows_per_kind, K, fa_, fb_)
                 c = addends(rng, rows_per_kind, "float32")
                 d = op.dpa(to_torch(torch, a, fa), to_torch(torch, b, fb), torch.from_numpy(c.astype(np.float32)))
-                d = d.numpy().astype(np.float32)
-                name = f"{key}/K{K}/{kind}"
-                arrays[f"{name}/a"] = fp8sim.encode(a, fa)
-                arrays[f"{name}/b"] = fp8sim.encode(b, fb)
-                arrays[f"{name}/c"] = fp8sim.encode(c, "float32")
-                arrays[f"{name}/d"] = d.view(np.uint32)
-                configs[name] = {"mmasim": f"MFMA('{arch}', '{suffix}')", "gpu": gpu, "instruction": "mfma",
-                                 "a_format": fa, "b_format": fb, "out_format": "float32", "K": K, "kind": kind}
+                _store(arrays, configs, f"{key}/K{K}/{kind}", a, b, c, d,
+                       {"mmasim": f"MFMA('{arch}', '{suffix}')", "gpu": gpu, "instruction": "mfma",
+                        "a_format": fa, "b_format": fb, "out_format": "float32", "K": K, "kind": kind})
     meta = {"mmasim_version": getattr(mmasim, "__version__", None) or _dist_version("mmasim"),
             "torch_version": torch.__version__, "seed": seed, "rows_per_kind": rows_per_kind, "sets": configs}
     return arrays, meta

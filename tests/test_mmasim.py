@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fp8sim
-from fp8sim.gemm import dot_rows
+from experiments.mmasim_vectors import matches, run_set, unit_for
 from fp8sim.hardware import tensor_core, validation
 
 DATA = Path(__file__).parent / "data" / "mmasim_vectors.npz"
@@ -42,85 +42,41 @@ def test_the_vectors_record_their_source():
     assert {"MI100/mfma/f16", "MI250X/mfma/bf16_1k", "MI300X/mfma/fp8", "B200/tcgen05/e2m1-e4m3"} <= set(INSTRUCTIONS)
 
 
-@pytest.mark.parametrize("instr", [i for i in INSTRUCTIONS if "block_scale" in i and "/mxf4" not in i])
-def test_block_scaled_rows_agree_with_mmasim(instr):
-    """kind::mxf8f6f4 with E8M0 scales inside the fused sum (fp8sim.blockscale), chains of two blocks;
-    tiny scales, NaN scales included."""
-    from fp8sim.blockscale import block_scaled_chain
-    from fp8sim.hardware import block_scaled_unit
+def _sets(instr):
+    return [(name, cfg) for name, cfg in META["sets"].items() if name.rsplit("/", 2)[0] == instr]
 
-    data, meta = _load()
+
+@pytest.mark.parametrize("instr", [i for i in INSTRUCTIONS if "block_scale" in i])
+def test_block_scaled_rows_agree_with_mmasim(instr):
+    """kind::mxf8f6f4 with E8M0 scales inside the fused sum (fp8sim.blockscale), and kind::mxf4 /
+    mxf4nvf4 (UE8M0 per 32 or 16, UE4M3 per 16: groups of 16, F = 35); single instructions and chains,
+    tiny, zero and NaN scales included."""
+    data, _ = _load()
     checked = 0
-    for name, cfg in meta["sets"].items():
-        if name.rsplit("/", 2)[0] != instr:
-            continue
-        fa, fb = cfg["a_format"], cfg["b_format"]
-        unit = block_scaled_unit(cfg["gpu"], fa, fb)
-        a, b = fp8sim.decode(data[f"{name}/a"], fa), fp8sim.decode(data[f"{name}/b"], fb)
-        c = fp8sim.decode(data[f"{name}/c"], "float32")
-        sa, sb = fp8sim.decode(data[f"{name}/sa"], "e8m0"), fp8sim.decode(data[f"{name}/sb"], "e8m0")
-        got = block_scaled_chain(a, b, c[:, None], sa, sb, unit, paired=True)[:, 0]
-        want = fp8sim.decode(data[f"{name}/d"], "float32")
-        same = (fp8sim.encode(got, "float32") == data[f"{name}/d"]) | (np.isnan(got) & np.isnan(want))
+    for name, cfg in _sets(instr):
+        got, want, bits = run_set(data, name, cfg)
+        same = matches(got, want, bits, "float32")
         assert same.all(), f"{name}: {int((~same).sum())} rows differ from MMA-Sim"
         checked += len(got)
     assert checked >= 128
 
 
-@pytest.mark.parametrize("instr", [i for i in INSTRUCTIONS if "/mxf4" in i])
-def test_group_scaled_rows_agree_with_mmasim(instr):
-    """kind::mxf4 and mxf4nvf4 (UE8M0 per 32 or 16, UE4M3 per 16): groups of 16, F = 35."""
-    from fp8sim.blockscale import group_scaled_chain
-    from fp8sim.hardware import group_scaled_unit
-
-    data, meta = _load()
-    checked = 0
-    for name, cfg in meta["sets"].items():
-        if name.rsplit("/", 2)[0] != instr:
-            continue
-        kind = "mxf4" if instr.endswith("/mxf4") else "mxf4nvf4"
-        unit = group_scaled_unit(cfg["gpu"], kind, cfg["block"], cfg["scale_format"])
-        a, b = fp8sim.decode(data[f"{name}/a"], "e2m1"), fp8sim.decode(data[f"{name}/b"], "e2m1")
-        c = fp8sim.decode(data[f"{name}/c"], "float32")
-        sa = fp8sim.decode(data[f"{name}/sa"], cfg["scale_format"])
-        sb = fp8sim.decode(data[f"{name}/sb"], cfg["scale_format"])
-        got = group_scaled_chain(a, b, c[:, None], sa, sb, unit, paired=True)[:, 0]
-        want = fp8sim.decode(data[f"{name}/d"], "float32")
-        same = (fp8sim.encode(got, "float32") == data[f"{name}/d"]) | (np.isnan(got) & np.isnan(want))
-        assert same.all(), f"{name}: {int((~same).sum())} rows differ from MMA-Sim"
-        checked += len(got)
-    assert checked >= 320
-
-
 @pytest.mark.parametrize("instr", [i for i in INSTRUCTIONS if "block_scale" not in i])
 def test_every_row_agrees_with_mmasim(instr):
-    data, meta = _load()
+    data, _ = _load()
     checked = 0
-    for name, cfg in meta["sets"].items():
-        if name.rsplit("/", 2)[0] != instr:
-            continue
-        fa, fb, out = cfg["a_format"], cfg["b_format"], cfg["out_format"]
-        instruction = cfg["instruction"]
-        if "'f32_16x16x8bf16'" in cfg["mmasim"] and cfg["gpu"] == "MI250X":
-            instruction = "mfma.legacy"  # CDNA2's bf16 instruction without _1k: groups of 2
-        unit = tensor_core(cfg["gpu"], fa, b_format=None if fb == fa else fb, out_format=out,
-                           instruction=instruction)
-        a, b = fp8sim.decode(data[f"{name}/a"], fa), fp8sim.decode(data[f"{name}/b"], fb)
-        c = fp8sim.decode(data[f"{name}/c"], out)
-        with np.errstate(invalid="ignore", over="ignore"):
-            got = dot_rows(a, b, c, unit=unit, out_format=None if out == "float32" else out)
-        want = fp8sim.decode(data[f"{name}/d"], out)
-        got_bits = fp8sim.encode(got, out)
-        same = (got_bits == data[f"{name}/d"]) | (np.isnan(got) & np.isnan(want))
+    for name, cfg in _sets(instr):
+        out = cfg["out_format"]
+        got, want, bits = run_set(data, name, cfg)
+        same = matches(got, want, bits, out)
         if cfg["kind"] == "choices":
             # rows built so that the choices no measurement decides matter: fp8sim's default differs from
             # MMA-Sim only as documented (a truncated overflow is FP32 max, not Inf), and with MMA-Sim's
             # choices every row agrees
             documented = (np.abs(got) == np.finfo(np.float32).max) & np.isinf(want) & (np.sign(got) == np.sign(want))
             assert np.all(same | documented), name
-            with np.errstate(invalid="ignore", over="ignore"):
-                got = dot_rows(a, b, c, unit=unit.with_mmasim_choices())
-            same = fp8sim.encode(got, out) == data[f"{name}/d"]
+            got, want, bits = run_set(data, name, cfg, unit_for(cfg).with_mmasim_choices())
+            same = fp8sim.encode(got, out) == bits
         bad = np.flatnonzero(~same)
         assert bad.size == 0, (f"{name}: {bad.size} rows differ from MMA-Sim, first row {bad[0]}: fp8sim "
                                f"{got[bad[0]]!r}, MMA-Sim {want[bad[0]]!r}")
