@@ -184,13 +184,26 @@ def script_parser(doc, *, quick=None, sweeps=False, seed=True):
     return ap
 
 
-def save_figure(fig, path, dpi=110):
-    """Lay out, write and close a matplotlib figure."""
+def save_figure(fig, path, dpi=110, legend_from=None, legend_title=None):
+    """Lay out, write and close a matplotlib figure; with ``legend_from`` (an axis), one legend of its
+    lines below the panels, titled ``legend_title``, clear of the data."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    if legend_from is None:
+        fig.tight_layout()
+    else:
+        handles, labels = legend_from.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, title=legend_title)
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
+
+
+def plot_band(ax, x, mean, lo, hi, label):
+    """A line of the mean over seeds and, where the seeds differ, a band from their minimum to maximum."""
+    (line,) = ax.plot(x, mean, "-o", ms=4, label=label)
+    if np.any(np.asarray(lo) != np.asarray(hi)):
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2)
 
 
 def run_sweep(argv, doc, compute, name, plot):

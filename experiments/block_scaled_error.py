@@ -28,9 +28,9 @@ import fp8sim
 from fp8sim.hardware import block_scaled_unit, group_scaled_unit
 
 try:
-    from ._common import point_rng, run_sweep
+    from ._common import plot_band, point_rng, run_sweep, save_figure
 except ImportError:  # run as a script
-    from _common import point_rng, run_sweep
+    from _common import plot_band, point_rng, run_sweep, save_figure
 
 RECIPES = ["FP8 1x128/128x128 (H100)", "MXFP8 (B200)", "MXFP4 (B200)", "NVFP4 (B200)"]
 
@@ -87,16 +87,11 @@ def plot(result, path):
 
     M, N = result["shape"]
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    mags = result["magnitudes"]
     for recipe in result["recipes"]:
-        mean, lo, hi = spread(result, recipe, "K", result["Ks"], magnitude=1)
-        (line,) = axes[0].plot(result["Ks"], mean, "-o", ms=4, label=recipe)
-        axes[0].fill_between(result["Ks"], lo, hi, color=line.get_color(), alpha=0.2)
-        mags = result["magnitudes"]
-        mean, lo, hi = spread(result, recipe, "magnitude", mags, K=result["K_outliers"]) if len(mags) > 1 else (
-            None, None, None)
-        if mean is not None:
-            (line,) = axes[1].plot(mags, mean, "-o", ms=4, label=recipe)
-            axes[1].fill_between(mags, lo, hi, color=line.get_color(), alpha=0.2)
+        plot_band(axes[0], result["Ks"], *spread(result, recipe, "K", result["Ks"], magnitude=1), recipe)
+        if len(mags) > 1:
+            plot_band(axes[1], mags, *spread(result, recipe, "magnitude", mags, K=result["K_outliers"]), recipe)
     axes[0].set_xlabel("K (dot-product length)")
     axes[0].set_xscale("log")
     axes[0].set_xticks(result["Ks"], [str(k) for k in result["Ks"]])
@@ -109,13 +104,8 @@ def plot(result, path):
         ax.set_yscale("log")
         ax.set_ylabel("relative Frobenius error vs the exact product")
         ax.grid(True, which="both", alpha=0.3)
-    n = len(result["seeds"])
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
-               title=f"recipe and unit; lines: mean of {n} seed(s), bands: min to max")
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, legend_from=axes[0],
+                legend_title=f"recipe and unit; lines: mean of {len(result['seeds'])} seed(s), bands: min to max")
 
 
 def main(argv=None):

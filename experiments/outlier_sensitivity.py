@@ -24,9 +24,9 @@ import numpy as np
 import fp8sim
 
 try:
-    from ._common import point_rng, run_sweep
+    from ._common import plot_band, point_rng, run_sweep, save_figure
 except ImportError:  # run as a script
-    from _common import point_rng, run_sweep
+    from _common import plot_band, point_rng, run_sweep, save_figure
 
 RECIPES = {"per-tensor": "tensor", "per-row": "row", "1x128 tile": (1, 128), "128x128 block": (128, 128),
            "MX-32": "mx32"}
@@ -99,10 +99,7 @@ def plot(result, path):
                                  ["relative error, ordinary channels", "SNR (dB), whole tensor",
                                   "GEMM relative error |deq(X)W - XW| / |XW|"]):
         for recipe in result["recipes"]:
-            mean, lo, hi = spread(result, recipe, metric, f0)
-            (line,) = ax.plot(result["magnitudes"], mean, "-o", ms=4, label=recipe)
-            if n_seeds > 1:
-                ax.fill_between(result["magnitudes"], lo, hi, color=line.get_color(), alpha=0.2)
+            plot_band(ax, result["magnitudes"], *spread(result, recipe, metric, f0), recipe)
         ax.set_xscale("log")
         if metric != "snr_db":
             ax.set_yscale("log")
@@ -116,23 +113,16 @@ def plot(result, path):
         vals = np.array([[next(r[recipe]["rel_err_normal_channels"] for r in result["points"]
                                if r["magnitude"] == mtop and r["fraction"] == f and r.get("seed", s) == s)
                           for f in result["fractions"]] for s in result.get("seeds", [None])])
-        pct = [100 * f for f in result["fractions"]]
-        (line,) = ax.plot(pct, vals.mean(axis=0), "-o", ms=4, label=recipe)
-        if n_seeds > 1:
-            ax.fill_between(pct, vals.min(axis=0), vals.max(axis=0), color=line.get_color(), alpha=0.2)
+        plot_band(ax, [100 * f for f in result["fractions"]], vals.mean(axis=0), vals.min(axis=0), vals.max(axis=0),
+                  recipe)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("outlier channels (% of channels)")
     ax.set_ylabel("relative error, ordinary channels")
     ax.set_title(f"E4M3, outliers {mtop:g}x typical")
     ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
     shade = f"; lines: mean of {n_seeds} seeds, bands: min to max" if n_seeds > 1 else ""
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
-               title=f"scaling granularity{shade}")
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, legend_from=axes[0], legend_title=f"scaling granularity{shade}")
 
 
 def main(argv=None):
