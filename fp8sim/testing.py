@@ -439,75 +439,72 @@ def read_npy(path: str | os.PathLike, *, with_raw: bool = False):
     ``raw`` saying so).  Only regular files are read, and the data must be
     exactly as long as the header declares.
     """
+    size = regular_file(path, ".npy file")
+    with open(path, "rb") as fh:
+        arr, raw = _npy_stream(fh, size, str(path))
+    return (arr, raw) if with_raw else arr
+
+
+def _npy_stream(fh, size, name, *, limit=None, raw_ok=True, versions=None):
+    """(array, raw) of one ``.npy`` stream of ``size`` bytes, read no further than its header declares.
+
+    ``raw_ok``: accept descriptors NumPy cannot load (ml_dtypes' ``<f1``, ``|V2``) as unsigned codes
+    (``raw`` True); ``limit``: refuse a header that declares more bytes; ``versions``: the .npy
+    format versions accepted (default any).
+    """
     import ast
     import re
 
-    size = regular_file(path, ".npy file")
-    with open(path, "rb") as fh:
-        try:
-            major, _ = np.lib.format.read_magic(fh)
-        except ValueError as exc:
-            raise ValueError(f"{path}: not a .npy file ({exc})") from None
-        hlen_bytes = fh.read(2 if major == 1 else 4)
-        hlen = int.from_bytes(hlen_bytes, "little")
-        if hlen > 1 << 16:
-            raise ValueError(f"{path}: .npy header of {hlen} bytes")
-        try:
-            header = ast.literal_eval(fh.read(hlen).decode("latin1"))
-            descr, fortran, shape = header["descr"], header["fortran_order"], tuple(int(v) for v in header["shape"])
-        except (ValueError, SyntaxError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}: corrupt .npy header ({exc.__class__.__name__})") from None
-        if not isinstance(descr, str):
-            raise ValueError(f"{path}: structured arrays are not outputs")
-        raw = False
-        try:
-            dtype = np.dtype(descr)
-            if dtype.hasobject or dtype.kind not in "biufV" or dtype.names is not None:
-                raise ValueError(f"{path}: dtype {dtype} is not a numeric array")
-        except TypeError:
-            m = re.fullmatch(r"[<>|=]?[fV]([1248])", descr)
-            if m is None:
-                raise ValueError(f"{path}: unknown dtype descriptor {descr!r}") from None
-            dtype, raw = np.dtype(f"<u{m.group(1)}"), True
-        if dtype.kind == "V":
-            raw = True
-            if dtype.itemsize not in (1, 2, 4, 8):
-                raise ValueError(f"{path}: raw items of {dtype.itemsize} bytes are not codes")
-            dtype = np.dtype(f"<u{dtype.itemsize}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if size != fh.tell() + nbytes:
-            raise ValueError(f"{path}: {size - fh.tell()} bytes of data, the header declares {nbytes}")
-        data = fh.read(nbytes)
+    try:
+        version = np.lib.format.read_magic(fh)
+    except ValueError as exc:
+        raise ValueError(f"{name}: not a .npy file ({exc})") from None
+    if versions is not None and version not in versions:
+        raise ValueError(f"{name}: unsupported .npy version {version}")
+    major = version[0]
+    hlen = int.from_bytes(fh.read(2 if major == 1 else 4), "little")
+    if hlen > 1 << 16:
+        raise ValueError(f"{name}: .npy header of {hlen} bytes")
+    try:
+        header = ast.literal_eval(fh.read(hlen).decode("latin1"))
+        descr, fortran, shape = header["descr"], header["fortran_order"], tuple(int(v) for v in header["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError) as exc:
+        raise ValueError(f"{name}: corrupt .npy header ({exc.__class__.__name__})") from None
+    if not isinstance(descr, str):
+        raise ValueError(f"{name}: structured arrays are not outputs")
+    kinds = "biufV" if raw_ok else "biuf"
+    raw = False
+    try:
+        dtype = np.dtype(descr)
+        if dtype.hasobject or dtype.kind not in kinds or dtype.names is not None:
+            raise ValueError(f"{name}: dtype {dtype} is not a plain numeric array")
+    except TypeError:
+        m = re.fullmatch(r"[<>|=]?[fV]([1248])", descr)
+        if m is None or not raw_ok:
+            raise ValueError(f"{name}: unknown dtype descriptor {descr!r}") from None
+        dtype, raw = np.dtype(f"<u{m.group(1)}"), True
+    if dtype.kind == "V":
+        raw = True
+        if dtype.itemsize not in (1, 2, 4, 8):
+            raise ValueError(f"{name}: raw items of {dtype.itemsize} bytes are not codes")
+        dtype = np.dtype(f"<u{dtype.itemsize}")
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if limit is not None and nbytes > limit:
+        raise ValueError(f"{name} declares {nbytes} bytes, beyond the limit of {limit} (read_golden(..., max_bytes=))")
+    if size != fh.tell() + nbytes:
+        raise ValueError(f"{name}: {size - fh.tell()} bytes of data, the header declares {nbytes}")
+    data = fh.read(nbytes + 1)
+    if len(data) != nbytes:
+        raise ValueError(f"{name}: holds {len(data)} bytes of data, its header declares {nbytes}")
     arr = np.frombuffer(data, dtype=dtype)
-    arr = (arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)).copy()
-    return (arr, raw) if with_raw else arr
+    return (arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)).copy(), raw
 
 
 def _read_member(zf, info, limit):
     """One ``.npy`` member of a ZIP, expanded no further than its header declares."""
     with zf.open(info) as fh:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-        if dtype.hasobject or dtype.kind not in "biuf":
-            raise ValueError(f"{info.filename}: dtype {dtype} is not a plain numeric array")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
-        if nbytes > limit:
-            raise ValueError(f"{info.filename} declares {nbytes} bytes, beyond the limit of {limit} "
-                             "(read_golden(..., max_bytes=))")
-        header_len = fh.tell()
-        if info.file_size != header_len + nbytes:
-            raise ValueError(f"{info.filename}: unpacks to {info.file_size} bytes, its header declares "
-                             f"{header_len + nbytes}")
-        data = fh.read(nbytes + 1)
-    if len(data) != nbytes:
-        raise ValueError(f"{info.filename}: holds {len(data)} bytes of data, its header declares {nbytes}")
-    arr = np.frombuffer(data, dtype=dtype)
-    return (arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)).copy()
+        return _npy_stream(fh, info.file_size, info.filename, limit=limit, raw_ok=False,
+                           versions=((1, 0), (2, 0)))[0]
 
 
 def read_golden(path: str | os.PathLike, *, max_bytes: int = GOLDEN_MAX_BYTES) -> tuple[dict, dict]:
