@@ -283,6 +283,18 @@ def split_fp16_chain(a, b, c, unit: SplitFP16Unit, *, paired=False, tile_elems=N
     return out
 
 
+def clamped_exponents(x, fmt: FloatFormat, zero_exp=None) -> np.ndarray:
+    """The exponent each value of ``x`` brings to a product: ``floor(log2|x|)`` clamped at ``fmt.emin``
+    (subnormals), as int64; zeros get ``zero_exp`` when given.
+
+    >>> clamped_exponents(np.array([1.5, 2.0**-9, 0.0]), get_format("e4m3"), zero_exp=-99).tolist()
+    [0, -6, -99]
+    """
+    _, e = np.frexp(x)
+    e = np.maximum(e.astype(np.int64) - 1, fmt.emin)
+    return e if zero_exp is None else np.where(x == 0, zero_exp, e)
+
+
 def pow2(e) -> np.ndarray:
     """``2.0**e`` (float64) for integer arrays ``e`` in [-1022, 1023], built from the bit pattern.
 
@@ -393,9 +405,7 @@ class _Plan:
 
     def exponents(self, x, fmt):
         """Input exponents clamped at fmt's emin, zeros at no_exp (never the largest)."""
-        _, e = np.frexp(x)
-        e = np.maximum(e - 1, fmt.emin)
-        return np.where(x == 0, self.no_exp, e).astype(self.exp_dtype)
+        return clamped_exponents(x, fmt, self.no_exp).astype(self.exp_dtype)
 
     def round_acc(self, v, rounding):
         """Round exact float64 values onto the step's result format (and apply the unit's choices)."""

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .accumulate import clamped_exponents
 from .formats import FloatFormat, get_format
 from .rounding import quantize
 
@@ -128,11 +129,7 @@ def block_scaled_chain(a, b, c, sa, sb, unit: BlockScaledFMA, *, paired=False) -
     A = a[:, None, :]
     B = b[:, None, :] if paired else b.T[None, :, :]
 
-    def exps(x, fmt):
-        _, e = np.frexp(x)
-        return np.maximum(e.astype(np.int64) - 1, fmt.emin)
-
-    ea, eb = exps(A, fa), exps(B, fb)
+    ea, eb = clamped_exponents(A, fa), clamped_exponents(B, fb)
     with np.errstate(invalid="ignore", over="ignore"):
         for j in range(nb):
             kk = slice(j * unit.block, (j + 1) * unit.block)

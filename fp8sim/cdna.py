@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .accumulate import pow2, round_pair
+from .accumulate import clamped_exponents, pow2, round_pair
 from .formats import FloatFormat, get_format
 from .rounding import quantize
 
@@ -109,9 +109,7 @@ class FloorSumUnit:
 
 def _exps(x, fmt):
     """Exponents clamped at fmt's emin (int64); zeros get -10**6."""
-    _, e = np.frexp(x)
-    e = np.maximum(e.astype(np.int64) - 1, fmt.emin)
-    return np.where(x == 0, -(10**6), e)
+    return clamped_exponents(x, fmt, -(10**6))
 
 
 def _floor_to(v, e):
