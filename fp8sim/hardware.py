@@ -201,7 +201,7 @@ def tensor_core(gpu: str, in_format: FormatLike, out_format: FormatLike = "float
 
     key = _gpu_key(gpu)
     instr = DEFAULT_INSTRUCTION[key] if instruction is None else str(instruction).strip().lower()
-    if key in ("MI100", "MI250X", "MI300X"):
+    if any(g == key for g, _, _ in _AMD):
         return _amd_unit(key, instr, in_format, out_format, b_format, instruction)
     fmt, params = _lookup(_PRESETS, key, instr, instruction, in_format)
     fb = fmt if b_format is None else get_format(b_format)

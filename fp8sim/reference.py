@@ -537,22 +537,9 @@ def _chain(a, b, c, unit) -> float:
 def _block(a, b, c, unit) -> float:
     fa, fb = _formats(unit)
     # special values first: NaN, Inf * 0, Inf - Inf; an infinite C stays
-    signs = set()
-    for x, y in zip(a, b):
-        if math.isnan(x) or math.isnan(y):
-            return float("nan")
-        if math.isinf(x) or math.isinf(y):
-            if x == 0 or y == 0:
-                return float("nan")
-            signs.add(math.copysign(1.0, x) * math.copysign(1.0, y))
-    if math.isnan(c):
-        return c
-    if math.isinf(c):
-        signs.add(math.copysign(1.0, c))
-    if len(signs) == 2:
-        return float("nan")
-    if signs:
-        return signs.pop() * math.inf
+    special = _special_dot(a, b, c)
+    if special is not None:
+        return special
 
     # 1. exact products, exponent = sum of the clamped input exponents
     terms = []
