@@ -441,7 +441,9 @@ def scaled_matmul(
 
     ``"deepgemm"`` (DeepSeek-V3, arXiv 2412.19437, section 3.3.2; A in 1 x T
     tiles, B in T x T blocks, T a multiple of the unit's block, 128 in
-    DeepSeek-V3): for each K block ``j`` of T elements,
+    DeepSeek-V3; B may also be in T x 1 tiles, both operands scaled per
+    column and K block, as in the weight-gradient GEMM, whose K is the
+    token axis): for each K block ``j`` of T elements,
     ``p = unit(A_j @ B_j)`` (the unit's chain from C = 0),
     ``s = fl32(sa[m, j] * sb[j, n // T])``,
     ``acc = fl32(acc + p * s)`` (a fused multiply-add, one rounding);
@@ -562,9 +564,10 @@ def _fl32_product(x, y):
 
 def _deepgemm(A, B, unit, promote_every):
     T = A.tile[1]
-    if B.tile[0] != T or B.tile[1] not in (T, B.shape[1]) or T % unit.block:
-        raise ValueError(f"deepgemm needs A in (1, T) tiles and B in (T, T) blocks, T a multiple of "
-                         f"{unit.block}; got {A.tile} and {B.tile}")
+    # T % block: a K shorter than one tile clamps the tiles to K, a single (partial) block
+    if B.tile[0] != T or B.tile[1] not in (1, T, B.shape[1]) or (T % unit.block and T != A.shape[1]):
+        raise ValueError(f"deepgemm needs A in (1, T) tiles and B in (T, T) blocks or (T, 1) tiles, T a multiple "
+                         f"of {unit.block}; got {A.tile} and {B.tile}")
     if promote_every not in (None, T):
         raise ValueError(f"deepgemm promotes once per scale block: promote_every must be None or {T}")
     M, N = A.shape[0], B.shape[1]

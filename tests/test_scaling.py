@@ -223,6 +223,17 @@ def test_deepgemm_pipeline_equals_reference(rng):
     assert same64(got, reference_scaled(A, B, unit, "deepgemm", 128)).all()
 
 
+@pytest.mark.parametrize("K", [300, 20])
+def test_deepgemm_pipeline_with_columnwise_b_equals_reference(K, rng):
+    # the weight-gradient GEMM: both operands scaled per 128 along K (the token axis), B per column;
+    # K = 300 leaves a partial last block, K = 20 is one block shorter than the unit's (tiles clamp to K)
+    unit = fp8sim.hardware.tensor_core("H100", "e4m3")
+    A = quantize_scaled(data(rng, (3, K)), "e4m3", (1, 128))
+    B = quantize_scaled(data(rng, (K, 5)), "e4m3", (128, 1))
+    got = scaled_matmul(A, B, unit=unit, out_format="float32")
+    assert same64(got, reference_scaled(A, B, unit, "deepgemm", 128, None, "float32")).all()
+
+
 @pytest.mark.parametrize("ga, gb, promote, out", [("tensor", "tensor", None, "bfloat16"), ("row", "col", 128, "float16"),
                                                   ("row", "tensor", None, "float32")])
 def test_scaled_mm_pipeline_equals_reference(ga, gb, promote, out, rng):
