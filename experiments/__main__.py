@@ -45,6 +45,14 @@ def main(argv=None):
         ("block_scaled_error", lambda: block_scaled_error.main(sweeps)),
         ("scaling_demo", lambda: scaling_demo.main(["--seed", str(args.seed), "--out", args.out])),
     ]
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("== fp8_training: skipped, it needs PyTorch (pip install 'fp8sim[torch]')", flush=True)
+    else:
+        from experiments import fp8_training
+
+        steps.append(("fp8_training", lambda: fp8_training.main(sweeps)))
     vectors = os.environ.get("FP8SIM_HW_VECTORS") or str(PACKED_VECTORS)
     steps.append(("conformance_table", lambda: conformance_table.main(["--vectors", vectors, "--out", args.out])))
     for name, run in steps:

@@ -357,15 +357,35 @@ def round_pair(hi: ArrayLike, lo: ArrayLike, fmt: FormatLike, rounding: str, ove
 
 # --- the engine -------------------------------------------------------------
 
-class _Plan:
-    """Work types for a unit: float32 terms and int8 exponents where exact, else float64/int16."""
+def _exponent_range(x, fmt: FloatFormat) -> tuple[int, int]:
+    """(smallest, largest) exponent that x's non-zero finite values bring to a product (clamped at
+    fmt.emin as :func:`clamped_exponents`); the format's whole range when ``x`` is None; (0, 0) when
+    x holds no such value (every product is zero)."""
+    if x is None:
+        return fmt.emin, fmt.emax
+    v = np.abs(x[np.isfinite(x)]) if not np.isfinite(x).all() else np.abs(x)
+    v = v[v != 0]
+    if v.size == 0:
+        return 0, 0
+    lo_hi = clamped_exponents(np.array([v.min(), v.max()]), fmt)
+    return int(lo_hi[0]), int(lo_hi[1])
 
-    def __init__(self, unit: BlockFMA):
+
+class _Plan:
+    """Work types for a unit: float32 terms and int8 exponents where exact, else float64/int16.
+
+    Given the operands (``a``, ``b``), the conditions are checked on the exponents the data holds,
+    not on the formats' whole ranges: BF16 or TF32 data of ordinary magnitude gets float32 products
+    and int8 exponents, as FP8 does.  (Every condition below is about the products that occur.)
+    """
+
+    def __init__(self, unit: BlockFMA, a=None, b=None):
         fa, fb = unit.in_format, unit.b_format
         self.unit = unit
         self.acc_fmt = unit.acc_format
-        lo = fa.emin + fb.emin  # smallest exponent of a non-zero product
-        hi = fa.emax + fb.emax + 2
+        (a_lo, a_hi), (b_lo, b_hi) = _exponent_range(a, fa), _exponent_range(b, fb)
+        lo = a_lo + b_lo  # smallest exponent of a non-zero product
+        hi = a_hi + b_hi + 2
         # float32 holds every product exactly (both significands' bits, its lowest bit at or above
         # 2**-149, its value below 2**127), and every scaled, truncated term (a power-of-two multiple
         # of the product, below 2**(F+2)); 2**(F - E) stays a float32 normal while products exist
@@ -382,7 +402,7 @@ class _Plan:
         # exponents of 2**(F - E) that the work type holds; beyond them only all-zero
         # products occur (E set by C alone), which any finite scale keeps zero
         self.shift_range = (-149, 127) if terms32 else (-1074, 1023)
-        narrow = max(-fa.emin, fa.emax + 1, -fb.emin, fb.emax + 1) <= 28
+        narrow = max(-a_lo, a_hi + 1, -b_lo, b_hi + 1) <= 28
         self.no_exp = -60 if narrow else -16000
         self.exp_dtype = np.int8 if narrow else np.int16
         self.min_exp = lo
@@ -393,7 +413,7 @@ class _Plan:
         # at or above min_exp + 127 is a real exponent (of a product or of a normal C)
         bit_step = (unit.c_in_alignment and unit.out_rounding == "toward_zero" and unit.step_format is None
                     and unit.default_choices
-                    and self.no_exp + max(fa.emax, fb.emax) < lo)
+                    and self.no_exp + max(a_hi, b_hi) < lo)
         self.f32 = small and narrow and bit_step
         # the float64 step on bits (_align_and_sum_f64) for the other truncating units
         self.f64 = bit_step and not self.f32
@@ -622,7 +642,7 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
         raise ValueError(f"engine must be 'kmajor' or 'classic', got {engine!r}")
     M, K = a.shape
     N = 1 if paired else b.shape[1]
-    plan = _Plan(unit)
+    plan = _Plan(unit, a, b)
     dt = plan.dtype
     kmajor = engine == "kmajor" and not paired
     # the chain state: float32 where the float32 step applies and C is FP32 (it always is after a step)

@@ -331,3 +331,44 @@ def test_undecided_choices_engine_equals_twin(choices, fmt, rng):
     assert same(got, reference_matmul(a, b, c, unit)).all()
     if "rz_overflow" in choices and f.emax > 100:
         assert np.isinf(got[0, 0]) and matmul(a, b, c, unit=base)[0, 0] == np.finfo(np.float32).max
+
+
+def _exponent_band(rng, shape, fmt, lo, hi, zero_frac=0.1):
+    """Values of fmt whose exponents lie in [lo, hi], both ends present, with signed zeros."""
+    fmt = fp8sim.get_format(fmt)
+    e = rng.integers(lo, hi + 1, shape)
+    e.flat[0], e.flat[-1] = lo, hi
+    x = np.ldexp(rng.uniform(1, 2, shape), e) * rng.choice([-1.0, 1.0], shape)
+    x = fp8sim.quantize(x, fmt, "toward_zero")      # stays in [2**e, 2**(e+1))
+    zero = rng.random(shape) < zero_frac
+    x[zero] = np.where(rng.random(zero.sum()) < 0.5, 0.0, -0.0)
+    return x
+
+
+# the engine plans its work types on the exponents the data holds (issue 13): BF16, TF32 and FP16 data of
+# ordinary magnitude take the float32 / int8 path; bands at the edges of each condition take either side
+DATA_BANDS = [(-28, 27), (-29, 27), (-28, 28), (-67, 62), (-68, 62), (-60, 63), (-3, 3)]
+
+
+@pytest.mark.parametrize("unit", [tensor_core(g, f) for g, f in [("H100", "bfloat16"), ("A100", "bfloat16"),
+                                                                  ("H100", "tf32"), ("A100", "tf32"),
+                                                                  ("V100", "float16"), ("B200", "bfloat16")]],
+                         ids=lambda u: u.name)
+@pytest.mark.parametrize("band", DATA_BANDS)
+def test_data_planned_work_types_equal_classic_and_twin(unit, band, rng):
+    from fp8sim.accumulate import _Plan
+
+    lo, hi = band
+    if unit.in_format.emin > lo or unit.in_format.emax < hi:
+        pytest.skip("band outside the format")
+    M, K, N = 5, 70, 4
+    a = _exponent_band(rng, (M, K), unit.in_format, lo // 2, hi // 2)
+    b = _exponent_band(rng, (K, N), unit.b_format, lo - lo // 2, hi - hi // 2)
+    c = _addends(rng, (M, N))
+    got = dot_chain(a, b, c, unit, tile_elems=2 * N * unit.block)
+    classic = dot_chain(a, b, c, unit, engine="classic")
+    np.testing.assert_array_equal(got.view(np.uint64), classic.view(np.uint64))
+    assert same(got, reference_matmul(a, b, c, unit)).all()
+    if band == (-3, 3):
+        plan = _Plan(unit, a, b)   # ordinary data: float32 products and int8 exponents, whatever the format
+        assert plan.dtype == np.float32 and plan.exp_dtype == np.int8

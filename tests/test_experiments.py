@@ -184,3 +184,56 @@ def test_block_scaled_error_quick(tmp_path):
     assert all(errs["MXFP4 (B200)"] > 2 * errs["MXFP8 (B200)"]) and all(errs["NVFP4 (B200)"] > 2 * errs["MXFP8 (B200)"])
     assert all(0.005 < e < 0.5 for v in errs.values() for e in v)
     assert (tmp_path / "block_scaled_error.png").exists() and (tmp_path / "block_scaled_error.json").exists()
+
+
+def test_fp8_training_quick(tmp_path):
+    pytest.importorskip("torch", reason="the FP8 training experiment needs PyTorch")
+    from experiments import fp8_training
+
+    fp8_training.main(["--quick", "--out", str(tmp_path)])
+    record = json.loads((tmp_path / "fp8_training.json").read_text())
+    runs, seeds = record["runs"], record["seeds"]
+    assert runs == list(fp8_training.RUNS) and seeds == [0, 1]
+    assert sorted((p["run"], p["seed"]) for p in record["points"]) == sorted((r, s) for r in runs for s in seeds)
+    steps = record["train"]["steps"]
+    for p in record["points"]:
+        assert p["diverged_at"] is None and len(p["train_losses"]) == steps
+        assert p["curve"][-1][0] == steps and all(0 < v < 10 for _, v in p["curve"])
+    first = {(p["run"], p["seed"]): p["curve"][0][1] for p in record["points"]}
+    final = {(p["run"], p["seed"]): p["final_loss"] for p in record["points"]}
+    for s in seeds:  # a seed fixes the initial weights: before any step, the recipes differ by rounding only
+        assert all(abs(first[(r, s)] / first[("bf16", s)] - 1) < 0.01 for r in runs)
+        assert any(final[(r, s)] != final[("bf16", s)] for r in runs if r != "bf16")
+    summary = record["summary"]
+    assert set(summary) == set(runs) and len(summary["deepseek-v3"]["rel_error_per_seed"]) == len(seeds)
+    assert summary["deepseek-v3"]["rel_error_ci95"][0] <= summary["deepseek-v3"]["rel_error_mean"]
+    assert record["corpus"]["sha256"] == fp8_training.CORPUS_SHA256
+    assert (tmp_path / "fp8_training.png").stat().st_size > 10000
+
+
+def test_fp8_training_corpus_is_pinned(tmp_path):
+    import gzip
+
+    from experiments import fp8_training
+
+    assert len(fp8_training.load_corpus()) == 4137850
+    changed = tmp_path / "kjv.txt.gz"
+    changed.write_bytes(gzip.compress(b"In the beginning"))
+    with pytest.raises(ValueError, match="SHA-256"):
+        fp8_training.load_corpus(changed)
+
+
+def test_fp8_training_on_dask_gives_the_local_result(tmp_path):
+    pytest.importorskip("torch", reason="the FP8 training experiment needs PyTorch")
+    distributed = pytest.importorskip("distributed")
+    from experiments import fp8_training
+
+    args = ["--quick", "--runs", "deepseek-v3"]
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        remote = fp8_training.main(args + ["--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address])
+    local = fp8_training.main(args + ["--out", str(tmp_path / "local")])
+    for r in (remote, local):
+        for p in r["points"]:
+            p.pop("seconds")
+    assert remote["points"] == local["points"] and remote["summary"] == local["summary"]
