@@ -159,6 +159,8 @@ def cdna_chain(a, b, c, unit, *, paired=False):
         A, B = a[:, None, :], b.T[None, :, :]
     fa, fb = unit.in_format, unit.b_format
     with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        if isinstance(unit, FTZUnit) and not paired:
+            return _ftz_chain_fast(unit, a, b, out)
         if isinstance(unit, FTZUnit):
             sub_a = (np.abs(A) < fa.smallest_normal)
             sub_b = (np.abs(B) < fb.smallest_normal)
@@ -193,6 +195,58 @@ def cdna_chain(a, b, c, unit, *, paired=False):
 
 #: products per row tile of the whole-array FloorSumUnit engine
 FLOOR_TILE = 1 << 19
+#: K elements per pass of the whole-array FTZUnit engine (a multiple of every group)
+FTZ_CHUNK = 64
+
+
+def _ftz_inplace(x):
+    """Flush x's FP32 subnormals to zero of the same sign, in place (NaN and Inf stay)."""
+    np.copysign(np.float32(0), x, out=x, where=np.abs(x) < np.float32(FP32.smallest_normal))
+    return x
+
+
+def _ftz_chain_fast(unit, a, b, out):
+    """FTZUnit over K on whole arrays: the operations of :func:`cdna_chain`'s FTZ loop, in the same order.
+
+    The products do not depend on the chain, so for a chunk of ``FTZ_CHUNK`` elements of K they are
+    formed at once by a float32 einsum into (k, rows, N) (a float32 multiply is the product rounded
+    once to FP32, Inf on overflow, IEEE's NaN rules), flushed, and summed pairwise per group, each
+    addition a float32 one followed by the flush; then the group sums enter the FP32 chain state one
+    group at a time, ``acc = ftz(acc + s)``.  A last partial group sums as the loop does.
+    """
+    M, K = a.shape
+    N = b.shape[1]
+    g = unit.group
+    fa, fb = unit.in_format, unit.b_format
+    # inputs subnormal in their own format become +0 (NaN compares False and stays); the values are FP32
+    aT = np.ascontiguousarray(np.where(np.abs(a) < fa.smallest_normal, 0.0, a).T, np.float32)
+    bk = np.ascontiguousarray(np.where(np.abs(b) < fb.smallest_normal, 0.0, b), np.float32)
+    acc = _ftz32(np.where(np.abs(out) < FP32.smallest_normal, 0.0, out))
+    rows = max(1, min(M, FLOOR_TILE // max(1, N * FTZ_CHUNK)))
+    for m0 in range(0, M, rows):
+        m1 = min(m0 + rows, M)
+        st = acc[m0:m1]
+        for k0 in range(0, K, FTZ_CHUNK):
+            k1 = min(k0 + FTZ_CHUNK, K)
+            P = _ftz_inplace(np.einsum("ki,kj->kij", aT[k0:k1, m0:m1], bk[k0:k1]))
+            full = (k1 - k0) // g * g
+            if full:
+                s = _ftz_inplace(P[0:full:g] + P[1:full:g])
+                if g == 4:
+                    s += _ftz_inplace(P[2:full:g] + P[3:full:g])
+                    _ftz_inplace(s)
+                for j in range(full // g):
+                    st += s[j]
+                    _ftz_inplace(st)
+            tail = P[full:]
+            if len(tail):  # a last partial group (K not a multiple of the group), as the loop sums it
+                t = tail[0] if len(tail) == 1 else _ftz_inplace(tail[0] + tail[1])
+                if len(tail) == 3:
+                    t = _ftz_inplace(t + tail[2])
+                st += t
+                _ftz_inplace(st)
+        acc[m0:m1] = st
+    return acc.astype(np.float64)
 
 
 def _floor_sum_chain_fast(unit, a, b, out):

@@ -21,7 +21,7 @@ UNITS = [("MI100", "float16", None, "mfma"), ("MI100", "bfloat16", None, "mfma")
 
 
 @pytest.mark.parametrize("gpu, fa, fb, instr", UNITS, ids=[f"{g}-{a}-{b}-{i}" for g, a, b, i in UNITS])
-@pytest.mark.parametrize("K", [3, 16, 40])
+@pytest.mark.parametrize("K", [3, 16, 40, 130])
 def test_engine_equals_twin(gpu, fa, fb, instr, K, rng):
     unit = tensor_core(gpu, fa, b_format=fb, instruction=instr)
     twin = TWIN[type(unit).__name__]
