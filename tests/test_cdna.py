@@ -72,3 +72,26 @@ def test_new_paths_equal_twin_at_k4096(gpu, fa, fb, instr, rng):
     want = (np.array([[twin(a[i], b[:, j], c[i, j], unit) for j in range(2)] for i in range(2)]) if twin
             else reference_matmul(a, b, c, unit))
     assert same(got, want).all()
+
+
+@pytest.mark.parametrize("gpu, fa", [("MI300X", "bfloat16"), ("MI300X", "e4m3fnuz"), ("MI300X", "tf32"),
+                                     ("MI250X", "float16")])
+def test_whole_array_engines_row_tiles_and_overflow_mid_chunk(gpu, fa, rng, monkeypatch):
+    """Several row tiles and chunks, a partial last block, and a chain that overflows to Inf inside a
+    chunk (the later blocks of that chunk then take the per-block path): engine equals twin."""
+    import fp8sim.cdna as cdna
+
+    monkeypatch.setattr(cdna, "FLOOR_TILE", 2 * 3 * 128)
+    unit = tensor_core(gpu, fa)
+    twin = TWIN[type(unit).__name__]
+    M, K, N = 7, 2 * 128 + 5, 3
+    a = random_inputs(rng, (M, K), unit.in_format, spread=3)
+    b = random_inputs(rng, (K, N), unit.b_format, spread=3)
+    if unit.in_format.emax >= 63:
+        a[0, :40] = b[:40, 0] = 1.5 * 2.0**63       # products below 2**128, their sum beyond FP32's max
+    c = fp8sim.quantize(rng.standard_normal((M, N)), "float32")
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[twin(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
+    assert same(got, want).all()
+    if unit.in_format.emax >= 63:
+        assert np.isinf(got[0, 0])
