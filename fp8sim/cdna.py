@@ -259,12 +259,39 @@ def _floor_sum_chain_fast(unit, a, b, out):
     F = unit.align_bits
     fa, fb = unit.in_format, unit.b_format
     rows = max(1, min(M, FLOOR_TILE // max(1, N * unit.block)))
+    fast = _FastSums(unit, a, b)
+    if fast.ok:
+        half = (unit.block + 1) // 2 if unit.split_parity else unit.block
+        tbuf = np.empty((half, rows, N), np.float32)
+        ebuf = np.empty((half, rows, N), fast.exp_dtype)
     for k0 in range(0, K, unit.block):
         ab, bb = a[:, k0:k0 + unit.block], b[k0:k0 + unit.block]
         kb = ab.shape[1]
         aT, bk = np.ascontiguousarray(ab.T), np.ascontiguousarray(bb)
-        eaT32, ebk32 = _exps(aT, fa).astype(np.int32), _exps(bk, fb).astype(np.int32)
         finite_in = np.isfinite(aT).all() and np.isfinite(bk).all()
+        if fast.ok and finite_in:
+            parts = [slice(0, kb, 2), slice(1, kb, 2)] if unit.split_parity else [slice(0, kb)]
+            ops = [(np.ascontiguousarray(aT[p], np.float32), np.ascontiguousarray(bk[p], np.float32),
+                    np.ascontiguousarray(fast.exponents(aT[p], fa)), np.ascontiguousarray(fast.exponents(bk[p], fb)))
+                   for p in parts if len(range(kb)[p])]
+            for m0 in range(0, M, rows):
+                m1 = min(m0 + rows, M)
+                c = out[m0:m1]
+                if not np.isfinite(c).all():
+                    out[m0:m1] = _general_block(unit, ab[m0:m1], bb, c)
+                    continue
+                sums = [fast.tsum(x[:, m0:m1], y, ex[:, m0:m1], ey, tbuf, ebuf) for x, y, ex, ey in ops]
+                if unit.split_parity:
+                    (s0, e0), (s1, e1) = sums if len(sums) == 2 else (sums[0], (np.zeros_like(sums[0][0]),
+                                                                                np.full_like(sums[0][1], -(10**6))))
+                    e_dot = np.maximum(e0, e1)
+                    ez = np.where(e_dot > -(10**5), e_dot, 0)
+                    s_dot = _floor_to(s0, ez - F) + _floor_to(s1, ez - F)
+                else:
+                    s_dot, e_dot = sums[0]
+                out[m0:m1] = _join(unit, s_dot, e_dot, c)
+            continue
+        eaT32, ebk32 = _exps(aT, fa).astype(np.int32), _exps(bk, fb).astype(np.int32)
         for m0 in range(0, M, rows):
             m1 = min(m0 + rows, M)
             c = out[m0:m1]
@@ -295,6 +322,54 @@ def _floor_sum_chain_fast(unit, a, b, out):
     return out
 
 
+class _FastSums:
+    """The truncated product sums on float32 products and int8 / int16 exponents, where the data allow.
+
+    ``ok`` when, over the exponents the operands hold (as :class:`fp8sim.accumulate._Plan` plans
+    them): every product is exact in float32 and below 2**127 (so also below CDNA3's overflow check
+    at 2**128), the scale ``2**(F - E)`` is a float32 normal for every product exponent E, and a zero
+    input's exponent (``no_exp``) plus any other stays below every product's (so ``E >= lo`` tells a
+    block with a non-zero product).  Each sum is then the same operations as ``tsum`` in
+    :func:`_floor_sum_chain_fast`, giving the same bits: products scaled by a power of two and
+    truncated (exact), summed exactly in float64, scaled back.
+    """
+
+    def __init__(self, unit, a, b):
+        from .accumulate import _exponent_range
+
+        fa, fb = unit.in_format, unit.b_format
+        (a_lo, a_hi), (b_lo, b_hi) = _exponent_range(a, fa), _exponent_range(b, fb)
+        self.lo, hi = a_lo + b_lo, a_hi + b_hi + 2
+        self.F = F = unit.align_bits
+        narrow = max(-a_lo, a_hi + 1, -b_lo, b_hi + 1) <= 28
+        self.no_exp = -60 if narrow else -16000
+        self.exp_dtype = np.int8 if narrow else np.int16
+        self.ok = (fa.mantissa_bits + fb.mantissa_bits + 2 <= 24
+                   and self.lo - fa.mantissa_bits - fb.mantissa_bits >= -149
+                   and hi <= 126 and F - self.lo <= 127 and F - hi >= -126
+                   and self.no_exp + max(a_hi, b_hi) < self.lo)
+
+    def exponents(self, x, fmt):
+        return clamped_exponents(x, fmt, self.no_exp).astype(self.exp_dtype)
+
+    def tsum(self, aT, bk, eaT, ebk, tbuf, ebuf):
+        """(sum, E) of one truncated sum over the leading axis of aT (k, r) x bk (k, n); E int64 with
+        -10**6 where every product is zero."""
+        k, r = aT.shape
+        P, ep = tbuf[:k, :r], ebuf[:k, :r]
+        np.einsum("ki,kj->kij", aT, bk, out=P)
+        np.add(eaT[:, :, None], ebk[:, None, :], out=ep)
+        E = ep.max(axis=0).astype(np.int32)
+        live = E >= self.lo
+        Ez = np.where(live, E, self.lo)   # a dead block's products are all zero: any valid scale keeps them
+        scale = ((self.F - Ez + 127) << 23).astype(np.int32).view(np.float32)
+        P *= scale
+        np.trunc(P, out=P)
+        s = P.sum(axis=0, dtype=np.float64)
+        s *= pow2(np.where(live, Ez - self.F, -1000))
+        return s, np.where(live, E.astype(np.int64), -(10**6))
+
+
 def _general_block(unit, ab, bb, c):
     A, B = ab[:, None, :], bb.T[None, :, :]
     p = A * B
@@ -307,18 +382,25 @@ def _general_block(unit, ab, bb, c):
 def _join(unit, s_dot, e_dot, c):
     """The C join of a FloorSumUnit step (the module notes), on (rows, N)."""
     F = unit.align_bits
-    _, ec = np.frexp(c)
-    e_c = np.where(c != 0, ec.astype(np.int64) - 1, -(10**6))
+    # floor(log2|x|) from the float64 exponent field: c holds FP32 values and v values far above
+    # float64's subnormals, so every non-zero one is a float64 normal
+    e_c = np.where(c != 0, _exponent_field(c), -(10**6))
     e_max = np.maximum(e_dot, e_c)
     em = np.where(e_max > -(10**5), e_max, 0)
     c_used = c
     if unit.c_drop_bits is not None:
         c_used = np.where(e_c < e_max - unit.c_drop_bits, 0.0, c)
     v = _floor_to(s_dot, em - unit.join_bits) + _floor_to(c_used, em - F)
-    _, ev = np.frexp(v)
-    v = np.where(v != 0, _floor_to(v, ev.astype(np.int64) - 1 - unit.frac_bits), v)
+    v = np.where(v != 0, _floor_to(v, _exponent_field(v) - unit.frac_bits), v)
     with np.errstate(over="ignore"):
-        return quantize(v, FP32)
+        # v has at most frac_bits + 1 significant bits: the float32 cast is its one nearest-even
+        # rounding to FP32 (subnormals included, Inf beyond the largest finite value)
+        return v.astype(np.float32).astype(np.float64)
+
+
+def _exponent_field(x):
+    """floor(log2|x|) of float64 normals, from the bit pattern (int64)."""
+    return ((x.view(np.int64) >> 52) & 0x7FF) - 1023
 
 
 def _specials(res, p, c, unit):

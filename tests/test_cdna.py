@@ -95,3 +95,29 @@ def test_whole_array_engines_row_tiles_and_overflow_mid_chunk(gpu, fa, rng, monk
     assert same(got, want).all()
     if unit.in_format.emax >= 63:
         assert np.isinf(got[0, 0])
+
+
+@pytest.mark.parametrize("fa", ["bfloat16", "float16", "tf32", "e4m3fnuz", "e5m2fnuz"])
+@pytest.mark.parametrize("band", [(-3, 3), (-28, 27), (-40, 30), (-60, 62), (-110, 10)])
+def test_floor_sum_fast_sums_equal_twin(fa, band, rng):
+    """CDNA3's truncated sums on float32 products / int8 or int16 exponents where the data allow
+    (ordinary data, and bands at the edges of the conditions): engine equals twin, zeros and C included."""
+    from fp8sim.cdna import _FastSums
+
+    from .test_accumulate import _addends, _exponent_band
+
+    unit = tensor_core("MI300X", fa)
+    lo, hi = band
+    fmt = unit.in_format
+    if fmt.emin > lo // 2 or fmt.emax < hi - hi // 2:
+        pytest.skip("band outside the format")
+    M, K, N = 5, 3 * unit.block + 3, 4
+    a = _exponent_band(rng, (M, K), fmt, lo // 2, hi // 2)
+    b = _exponent_band(rng, (K, N), fmt, lo - lo // 2, hi - hi // 2)
+    a[1, :unit.block] = 0.0                     # an all-zero block
+    c = _addends(rng, (M, N))
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[floor_sum_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
+    assert same(got, want).all()
+    if band in ((-3, 3), (-110, 10)):   # ordinary data takes the fast sums; 2**(F - E) beyond float32 does not
+        assert _FastSums(unit, a, b).ok == (band == (-3, 3))
