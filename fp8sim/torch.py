@@ -235,6 +235,8 @@ def recipe(name: str | Recipe, gpu: str | None = None, instruction: str | None =
     if isinstance(name, Recipe):
         if gpu is not None or instruction is not None:
             raise ValueError("gpu= and instruction= apply to a recipe given by name")
+        if not name.high_precision:
+            _check_units(name)
         return name
     if not isinstance(name, str):
         raise TypeError(f"recipe must be a name or a Recipe, got {type(name).__name__}")
@@ -253,7 +255,7 @@ _get_recipe = recipe  # the name ``recipe`` is also a keyword argument below
 
 
 def _check_units(r: Recipe):
-    """Resolve every GEMM's unit now, so a format the unit cannot take fails when the recipe is made."""
+    """Resolve every GEMM's unit now, so that a format the unit cannot take fails before any GEMM runs."""
     from .gemm import resolve_unit
 
     for which in GEMMS:

@@ -196,10 +196,13 @@ def test_bad_input():
         ft.recipe("deepseek-v4")
     with pytest.raises(ValueError, match="dgrad|fprop"):
         ft.recipe("te-current", gpu="V100")              # no FP8 unit on V100
-    with pytest.raises(ValueError, match="float8_e5m2"):  # the block-scaled E4M3 unit cannot take E5M2
-        r = ft.recipe("mxfp8")
-        ft._check_units(dataclasses.replace(r, dgrad=dataclasses.replace(
-            r.dgrad, a=ft.OperandSpec("e5m2", "mx32", {"mx_scale": "ceil"}))))
+    r = ft.recipe("mxfp8")
+    bad = dataclasses.replace(r, dgrad=dataclasses.replace(r.dgrad, a=ft.OperandSpec("e5m2", "mx32",
+                                                                                     {"mx_scale": "ceil"})))
+    with pytest.raises(ValueError, match="dgrad: operand A is float8_e5m2"):  # the E4M3 unit cannot take E5M2
+        ft.Linear(64, 32, recipe=bad)
+    with pytest.raises(ValueError, match="gpu= and instruction= apply"):
+        ft.recipe(r, gpu="B200")
     with pytest.raises(ValueError, match="in_features=100 is not a multiple of 128"):
         ft.Linear(100, 128, recipe="deepseek-v3")
     with pytest.raises(ValueError, match="out_features=48 is not a multiple of 32"):
