@@ -178,6 +178,8 @@ def cdna_chain(a, b, c, unit, *, paired=False):
             return acc.astype(np.float64)
         if isinstance(unit, FloorSumUnit) and not paired:
             return _floor_sum_chain_fast(unit, a, b, out)
+        if isinstance(unit, ExactBlockUnit) and not paired and np.isfinite(a).all() and np.isfinite(b).all():
+            return _exact_chain_fast(unit, a, b, out)
         ea, eb = _exps(A, fa), _exps(B, fb)
         for k0 in range(0, K, unit.block):
             kk = slice(k0, k0 + unit.block)
@@ -368,6 +370,70 @@ class _FastSums:
         s = P.sum(axis=0, dtype=np.float64)
         s *= pow2(np.where(live, Ez - self.F, -1000))
         return s, np.where(live, E.astype(np.int64), -(10**6))
+
+
+#: K elements per pass of the whole-array ExactBlockUnit engine (a multiple of every block)
+EXACT_CHUNK = 64
+
+
+def _exact_chain_fast(unit, a, b, out):
+    """ExactBlockUnit over K for finite a and b: float64 block sums decided against an error bound.
+
+    For a chunk of ``EXACT_CHUNK`` elements of K, every block's product sum ``S`` and the sum of the
+    products' magnitudes ``T`` come from batched float64 products (the products are exact in float64;
+    the sums may round, in any order).  Per block, ``s = c + S`` differs from the exact value by at
+    most ``bound = (block + 2) * 2**-51 * (T + |c|)`` (twice the classic bound of recursive
+    summation), so where no FP32 rounding boundary (a midpoint between FP32 neighbours) lies within
+    ``bound`` of ``s`` and ``|s| > bound``, the float32 cast of ``s`` (nearest-even) is the exact
+    sum's rounding.  The other positions (near a boundary, a zero or near-zero sum, a non-finite
+    C, beyond 2**127) take :func:`_exact_block_step`, the exact path, on their own products.
+    """
+    M, K = a.shape
+    N = b.shape[1]
+    blk = unit.block
+    chunk = max(blk, EXACT_CHUNK // blk * blk)
+    rows = max(1, min(M, FLOOR_TILE // max(1, N * chunk // blk)))
+    k_bound = (blk + 2) * 2.0**-51
+    out = np.array(out, np.float64, copy=True)
+    for m0 in range(0, M, rows):
+        m1 = min(m0 + rows, M)
+        r = m1 - m0
+        c = out[m0:m1]
+        for k0 in range(0, K, chunk):
+            k1 = min(k0 + chunk, K)
+            nb = (k1 - k0) // blk
+            kf = k0 + nb * blk
+            if nb:
+                Ab = a[m0:m1, k0:kf].reshape(r, nb, blk).transpose(1, 0, 2)
+                Bb = b[k0:kf].reshape(nb, blk, N)
+                S = np.matmul(Ab, Bb)
+                T = np.matmul(np.abs(Ab), np.abs(Bb))
+                for j in range(nb):
+                    c = _exact_decided_step(c, S[j], T[j], k_bound, Ab[j], Bb[j])
+            if kf < k1:  # a partial last block, exactly
+                c = _exact_block_step(a[m0:m1, None, kf:k1] * b[kf:k1].T[None, :, :], c)
+        out[m0:m1] = c
+    return out
+
+
+def _exact_decided_step(c, S, T, k_bound, Ab, Bb):
+    """One ExactBlockUnit step from a float64 block sum (see :func:`_exact_chain_fast`)."""
+    s = c + S
+    a_s = np.abs(s)
+    bound = (T + np.abs(c)) * k_bound
+    r32 = s.astype(np.float32)
+    r = r32.astype(np.float64)
+    bits = r32.view(np.int32)
+    field = (bits >> 23) & 0xFF
+    # the spacing of FP32 values on s's side of r: 2**(e - 23) (2**-149 for subnormals), halved below
+    # a power of two
+    sp = np.maximum(field, 1).astype(np.int64) - 150
+    sp -= ((bits & 0x7FFFFF) == 0) & (field > 1) & (a_s < np.abs(r))
+    careful = ~(a_s < 2.0**127) | (a_s <= bound) | (pow2(sp) * 0.5 - np.abs(s - r) <= bound)
+    if careful.any():
+        i, j = np.nonzero(careful)
+        r[i, j] = _exact_block_step(Ab[i] * Bb[:, j].T, c[i, j])
+    return r
 
 
 def _general_block(unit, ab, bb, c):

@@ -121,3 +121,41 @@ def test_floor_sum_fast_sums_equal_twin(fa, band, rng):
     assert same(got, want).all()
     if band in ((-3, 3), (-110, 10)):   # ordinary data takes the fast sums; 2**(F - E) beyond float32 does not
         assert _FastSums(unit, a, b).ok == (band == (-3, 3))
+
+
+@pytest.mark.parametrize("fa", ["float16", "bfloat16"])
+def test_exact_block_unit_decided_sums_equal_twin(fa, rng, monkeypatch):
+    """CDNA1's float64 block sums decided against their error bound: ties on an FP32 midpoint, a hair
+    above and below it, cancellation to zero, overflow, non-finite C, several chunks and row tiles,
+    a partial last block: engine equals twin."""
+    import fp8sim.cdna as cdna
+
+    monkeypatch.setattr(cdna, "FLOOR_TILE", 3 * 4 * 16)
+    unit = tensor_core("MI100", fa)
+    M, K, N = 9, 2 * 64 + 3, 5
+    a = random_inputs(rng, (M, K), unit.in_format, spread=10)
+    b = random_inputs(rng, (K, N), unit.b_format, spread=10)
+    c = fp8sim.quantize(rng.standard_normal((M, N)) * 8, "float32")
+    blk = unit.block
+    # C = 2**20 (FP32 spacing 2**-3) and products 2**-4 (the midpoint) plus or minus 2**-48: float64 loses
+    # the 2**-48 (a 69-bit span) and sees a tie, the exact sum lies a hair above / below it
+    # (and C = 2**20 with products -2**-5 - 2**-48: the midpoint below a power of two, half as far)
+    cases = [(2.0**20, 2.0**-2, 1.0), (2.0**20 + 2.0**-3, 2.0**-2, -1.0), (2.0**20, 2.0**-2, 0.0),
+             (2.0**20, -(2.0**-3), -1.0)]
+    for i, (c0, b0, sign) in enumerate(cases):
+        row = 6 if i == 3 else i
+        a[row, :], b[:blk, i], c[row, i] = 0.0, 0.0, c0     # only the first block of these rows counts
+        a[row, 0], b[0, i] = 2.0**-2, b0
+        a[row, 1], b[1, i] = 2.0**-24, sign * 2.0**-24
+    # row 3 x column 4: products that cancel C exactly (a zero result); row 5: beyond FP32's range; row 4: Inf and NaN C
+    a[3, :blk], b[:blk, 4], c[3, 4] = 0.0, 0.0, -3.0
+    a[3, 0], b[0, 4] = 1.5, 2.0
+    if unit.in_format.emax > 64:
+        a[5, :] = 2.0**63
+        b[:, 0] = 2.0**63
+    c[4, 0], c[4, 1], c[4, 2] = np.inf, -np.inf, np.nan
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[exact_block_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
+    assert same(got, want).all()
+    # the exact sums' roundings
+    assert got[0, 0] > 2.0**20 + 2.0**-4 and got[1, 1] < 2.0**20 + 2.0**-3 + 2.0**-4 and got[6, 3] < 2.0**20
