@@ -261,11 +261,12 @@ def plot(result, path):
         from _common import plot_band, save_figure
 
     seeds, runs = result["seeds"], result["runs"]
-    fig, axes = plt.subplots(1, 2, figsize=(15, 5.4))
+    fig, axes = plt.subplots(1, 3, figsize=(21, 5.6))
+    curve = {(p["run"], p["seed"]): np.array([v for _, v in p["curve"]]) for p in result["points"]}
+    steps = [s for s, _ in result["points"][0]["curve"]]
     ax = axes[0]
     for run in runs:
-        curves = np.array([[v for _, v in p["curve"]] for p in result["points"] if p["run"] == run])
-        steps = [s for s, _ in next(p["curve"] for p in result["points"] if p["run"] == run)]
+        curves = np.array([curve[(run, s)] for s in seeds])
         plot_band(ax, steps, curves.mean(0), curves.min(0), curves.max(0), run)
     ax.set_xlabel("training step")
     ax.set_ylabel("validation loss (nats per byte)")
@@ -274,6 +275,18 @@ def plot(result, path):
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
     ax = axes[1]
+    for run in runs:
+        gap = np.array([100 * (curve[(run, s)] / curve[("bf16", s)] - 1) for s in seeds])
+        if run == "bf16":
+            ax.plot([], [])  # keep each run's colour
+            continue
+        plot_band(ax, steps, gap.mean(0), gap.min(0), gap.max(0), run)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation loss vs BF16, same seed (%)")
+    ax.set_title("gap to BF16 during training (mean over seeds, band: min to max)")
+    ax.grid(True, alpha=0.3)
+    ax = axes[2]
     base = np.array([p["final_loss"] for s in seeds for p in result["points"] if p["run"] == "bf16"
                      and p["seed"] == s])
     spread = 100 * (base - base.mean()) / base.mean()
@@ -301,7 +314,14 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     ap.add_argument("--runs", nargs="+", default=None, help=f"runs to train (default all; bf16 always): {list(RUNS)}")
     ap.add_argument("--workers", type=int, default=None, help="local processes (default: the cores)")
+    ap.add_argument("--replot", action="store_true", help="redraw fp8_training.png from the JSON in --out, no training")
     args = ap.parse_args(argv)
+    if args.replot:
+        import json
+
+        result = json.loads((Path(args.out) / "fp8_training.json").read_text())
+        plot(result, Path(args.out) / "fp8_training.png")
+        return result
     if args.seeds < 1 or args.steps < 1:
         raise SystemExit("--seeds and --steps must be positive")
     with Executor(args.scheduler, args.workers) as ex:
