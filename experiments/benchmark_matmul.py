@@ -233,7 +233,8 @@ def units_table(M, N, K, repeats, seed):
         a, b = inputs(rng, M, K, N, fmt)
         t = median_seconds(lambda: fp8sim.matmul(a, b, unit=unit, threads=1), repeats)
         if isinstance(unit, fp8sim.BlockFMA):
-            work = "float32" if fp8sim.accumulate._Plan(unit).dtype == np.float32 else "float64"
+            # the products' work type the engine plans for these operands
+            work = "float32" if fp8sim.accumulate._Plan(unit, a, b).dtype == np.float32 else "float64"
         else:
             work = type(unit).__name__
         out[unit.name] = {"s": t, "mac_per_s": M * N * K / t, "work_type": work}

@@ -363,12 +363,21 @@ def _exponent_range(x, fmt: FloatFormat) -> tuple[int, int]:
     x holds no such value (every product is zero)."""
     if x is None:
         return fmt.emin, fmt.emax
-    v = np.abs(x[np.isfinite(x)]) if not np.isfinite(x).all() else np.abs(x)
-    v = v[v != 0]
-    if v.size == 0:
+    lo, hi = np.inf, 0.0
+    flat = np.asarray(x).reshape(-1)
+    for i in range(0, flat.size, RANGE_CHUNK):  # in chunks: no copy of the whole operand
+        v = np.abs(flat[i:i + RANGE_CHUNK])
+        v = v[(v != 0) & (v != np.inf) & ~np.isnan(v)]
+        if v.size:
+            lo, hi = min(lo, v.min()), max(hi, v.max())
+    if hi == 0:
         return 0, 0
-    lo_hi = clamped_exponents(np.array([v.min(), v.max()]), fmt)
+    lo_hi = clamped_exponents(np.array([lo, hi]), fmt)
     return int(lo_hi[0]), int(lo_hi[1])
+
+
+#: elements per pass of :func:`_exponent_range`
+RANGE_CHUNK = 1 << 18
 
 
 class _Plan:
