@@ -248,7 +248,9 @@ def compute(args, executor):
     seeds = [args.seed + i for i in range(n_seeds)]
     pts = [{"run": r, "seed": s, "train": cfg} for s in seeds for r in runs]
     points = executor.map(train, pts, desc="training runs")
-    return {"model": MODEL, "train": cfg, "runs": runs, "recipes": {r: RUNS[r][0] for r in runs},
+    import torch
+
+    return {"torch_version": torch.__version__, "model": MODEL, "train": cfg, "runs": runs, "recipes": {r: RUNS[r][0] for r in runs},
             "seeds": seeds, "corpus": {"file": CORPUS.name, "sha256": CORPUS_SHA256},
             "outlier_stress": {"channels": OUTLIER_CHANNELS, "factor": 2 ** OUTLIER_LOG2},
             "points": points, "summary": summarize(points, runs, seeds)}
