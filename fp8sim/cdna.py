@@ -408,19 +408,38 @@ def _exact_chain_fast(unit, a, b, out):
                 Bb = b[k0:kf].reshape(nb, blk, N)
                 S = np.matmul(Ab, Bb)
                 T = np.matmul(np.abs(Ab), np.abs(Bb))
+                # a lower bound on the lowest bit of every product of a block: per row and per column
+                La = _lsb_bound(Ab, unit.in_format).min(axis=2)            # (nb, r)
+                Lb = _lsb_bound(Bb, unit.b_format).min(axis=1)             # (nb, N)
                 for j in range(nb):
-                    c = _exact_decided_step(c, S[j], T[j], k_bound, Ab[j], Bb[j])
+                    c = _exact_decided_step(c, S[j], T[j], k_bound, Ab[j], Bb[j], La[j], Lb[j])
             if kf < k1:  # a partial last block, exactly
                 c = _exact_block_step(a[m0:m1, None, kf:k1] * b[kf:k1].T[None, :, :], c)
         out[m0:m1] = c
     return out
 
 
-def _exact_decided_step(c, S, T, k_bound, Ab, Bb):
-    """One ExactBlockUnit step from a float64 block sum (see :func:`_exact_chain_fast`)."""
+def _lsb_bound(x, fmt):
+    """A lower bound on the exponent of each value's lowest set bit (its exponent, clamped at fmt's
+    minimum, less fmt's mantissa bits); zeros get a bound far above any (they add nothing)."""
+    e = clamped_exponents(x, fmt) - fmt.mantissa_bits
+    return np.where(x == 0, 10**6, e)
+
+
+def _exact_decided_step(c, S, T, k_bound, Ab, Bb, La, Lb):
+    """One ExactBlockUnit step from a float64 block sum (see :func:`_exact_chain_fast`).
+
+    Where every term of ``c + sum(products)`` is a multiple of ``2**L`` (L bounded from below by the
+    rows' and columns' lowest bits and C's, an FP32 value's exponent less 23) and ``T + |c|`` is below
+    ``2**(L + 53)``, every partial sum is exact in float64 whatever the order: ``s`` is the exact sum
+    and its float32 cast the step's rounding, with no bound to check."""
     s = c + S
     a_s = np.abs(s)
-    bound = (T + np.abs(c)) * k_bound
+    mag = T + np.abs(c)
+    bound = mag * k_bound
+    L = La[:, None] + Lb[None, :]
+    L = np.minimum(L, np.where(c != 0, _exponent_field(c) - 23, 10**6))
+    exact = _exponent_field(mag) < L + 52        # mag < 2**(L + 53): every partial sum holds in 53 bits
     r32 = s.astype(np.float32)
     r = r32.astype(np.float64)
     bits = r32.view(np.int32)
@@ -429,7 +448,7 @@ def _exact_decided_step(c, S, T, k_bound, Ab, Bb):
     # a power of two
     sp = np.maximum(field, 1).astype(np.int64) - 150
     sp -= ((bits & 0x7FFFFF) == 0) & (field > 1) & (a_s < np.abs(r))
-    careful = ~(a_s < 2.0**127) | (a_s <= bound) | (pow2(sp) * 0.5 - np.abs(s - r) <= bound)
+    careful = ~(a_s < 2.0**127) | (a_s <= bound) | ((pow2(sp) * 0.5 - np.abs(s - r) <= bound) & ~exact)
     if careful.any():
         i, j = np.nonzero(careful)
         r[i, j] = _exact_block_step(Ab[i] * Bb[:, j].T, c[i, j])
