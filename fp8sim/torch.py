@@ -349,7 +349,7 @@ class _LinearFunction(torch.autograd.Function):
         else:  # the FP8 operand itself; Wgrad dequantizes it if its tiles differ
             saved = A
         ctx.state = (step, saved, w, channel_scale, shape, bias is not None)
-        out = torch.from_numpy(y).to(x.dtype).reshape(*shape[:-1], -1)
+        out = torch.from_numpy(y).to(device=x.device, dtype=x.dtype).reshape(*shape[:-1], -1)
         if bias is not None:
             out = out + bias.to(out.dtype)
         return out
@@ -371,9 +371,9 @@ class _LinearFunction(torch.autograd.Function):
         if channel_scale is not None:
             dx, dw = dx * channel_scale, dw / channel_scale
         if ctx.needs_input_grad[0]:
-            grad_x = torch.from_numpy(dx).to(grad_out.dtype).reshape(shape)
+            grad_x = torch.from_numpy(dx).to(device=grad_out.device, dtype=grad_out.dtype).reshape(shape)
         if ctx.needs_input_grad[1]:
-            grad_w = torch.from_numpy(dw).to(grad_out.dtype)
+            grad_w = torch.from_numpy(dw).to(device=grad_out.device, dtype=grad_out.dtype)
         if has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_out.reshape(-1, grad_out.shape[-1]).sum(0)
         return grad_x, grad_w, grad_b, None

@@ -223,3 +223,13 @@ def test_bad_input():
         ft.Linear(64, 32, recipe="te-current")(torch.ones(2, 63))
     with pytest.raises(TypeError, match="recipe must be"):
         ft.recipe(3)
+
+
+def test_linear_float64_and_batched_inputs(rng):
+    """Any leading dimensions, float64 activations: the output keeps the input's dtype and shape, and the
+    GEMMs see the flattened rows (same bits as a 2-D call)."""
+    layer = ft.Linear(64, 32, bias=False, recipe="tensor-promote").double()
+    x = torch.from_numpy(rng.standard_normal((2, 3, 64)))
+    y = layer(x)
+    assert y.dtype == torch.float64 and y.shape == (2, 3, 32)
+    assert_bitwise_equal(y.detach().reshape(6, 32).numpy(), layer(x.reshape(6, 64)).detach().numpy())
