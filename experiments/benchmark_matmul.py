@@ -268,6 +268,24 @@ def quantize_table(n, repeats, seed):
     return out
 
 
+#: the instruction rows issue 10 asks for: the library-GEMM paths of MI300X and B200 against Hopper's
+INSTRUCTION_ROWS = [("H100", "e4m3", "wgmma"), ("MI300X", "e4m3fnuz", "mfma"), ("B200", "e4m3", "tcgen05")]
+
+
+def instruction_table(M, N, K, repeats, seed):
+    """One thread, fast chain over K: each instruction's time and its MAC rate against H100 wgmma FP8."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for gpu, fmt, instr in INSTRUCTION_ROWS:
+        unit = tensor_core(gpu, fmt, instruction=instr)
+        a, b = inputs(rng, M, K, N, fmt)
+        out[unit.name] = {"s": median_seconds(lambda: fp8sim.matmul(a, b, unit=unit, threads=1), repeats)}
+    ref = out[next(iter(out))]["s"]
+    for v in out.values():
+        v["rate_vs_h100"] = ref / v["s"]
+    return {"shape": [M, N, K], "rows": out}
+
+
 def memory_table(M, N, ks, seed):
     rng = np.random.default_rng(seed)
     unit = tensor_core("H100", "e4m3")
@@ -342,6 +360,11 @@ def report(res):
         M, N, K = e["shape"]
         print(f'"exact" unit, wide-range FP32 data, {M} x {K} @ {K} x {N}: per-element fsum {e["fsum_s"]:.2f} s, '
               f'compensated {e["compensated_s"]:.3f} s -> {e["speedup"]:.1f}x faster (same bits: {e["same_bits"]})')
+    if "instructions" in res:
+        M, N, K = res["instructions"]["shape"]
+        print(f"the library GEMM's instruction per GPU, FP8, M = N = {M}, K = {K}, one thread, against H100 wgmma:")
+        for name, v in res["instructions"]["rows"].items():
+            print(f"  {name:34s} {v['s']:7.3f} s   {v['rate_vs_h100']:.2f}x")
     print("peak memory during matmul (tracemalloc; the inputs, allocated before, not counted):")
     for k, m in res["memory"].items():
         print(f"  K = {k:6d}: {m['peak_bytes'] / 2**20:7.2f} MiB   (inputs {m['input_bytes'] / 2**20:7.1f} MiB)")
@@ -364,7 +387,8 @@ def main(argv=None):
         res = {"main": main_table(32, 32, 256, 1, args.seed), "units": units_table(16, 16, 128, 1, args.seed),
                "scaling": scaling_table(16, 16, 256, 1, args.seed), "quantize": quantize_table(10_000, 1, args.seed),
                "memory": memory_table(16, 16, [256, 1024], args.seed), "exact": exact_table(8, 8, 256, 1, args.seed),
-               "mmaemu_sweep": mmaemu_sweep([16], 1024, 1, args.seed), "mmaemu_k": 1024}
+               "mmaemu_sweep": mmaemu_sweep([16], 1024, 1, args.seed), "mmaemu_k": 1024,
+               "instructions": instruction_table(16, 16, 256, 1, args.seed)}
     else:
         res = {"main": main_table(256, 256, 4096, args.repeats, args.seed),
                "units": units_table(128, 128, 2048, args.repeats, args.seed),
@@ -373,7 +397,7 @@ def main(argv=None):
                "memory": memory_table(256, 256, [1024, 4096, 16384, 65536], args.seed),
                "exact": exact_table(128, 128, 4096, args.repeats, args.seed),
                "mmaemu_sweep": mmaemu_sweep([64, 128, 256, 512, 1024], 4096, args.repeats, args.seed),
-               "mmaemu_k": 4096}
+               "mmaemu_k": 4096, "instructions": instruction_table(256, 256, 4096, args.repeats, args.seed)}
     res["cpu_count"] = os.cpu_count()
     report(res)
     write_json(out_dir(args.out) / "benchmark_matmul.json", res, seed=args.seed)

@@ -28,6 +28,9 @@ def test_benchmark_matmul_quick(tmp_path):
     for p in results["main"]["plans"].values():
         assert p["same_bits_as_classic"] and p["threads_bit_identical"] and p.get("numba_same_bits", True)
     assert set(results["units"]) and all(v["mac_per_s"] > 0 for v in results["units"].values())
+    rows = results["instructions"]["rows"]   # issue 10's rows: H100 wgmma, MI300X mfma, B200 tcgen05 FP8
+    assert list(rows) == ["H100:float8_e4m3fn@wgmma", "MI300X:float8_e4m3fnuz@mfma", "B200:float8_e4m3fn@tcgen05"]
+    assert rows["H100:float8_e4m3fn@wgmma"]["rate_vs_h100"] == 1.0
 
 
 def test_conformance_table(tmp_path):
