@@ -380,6 +380,32 @@ def _exponent_range(x, fmt: FloatFormat) -> tuple[int, int]:
 RANGE_CHUNK = 1 << 18
 
 
+class _ProductRange:
+    """The exponents the products of ``a`` and ``b`` can take (of the formats, or of the data when
+    given), and the work types they allow; shared by the NVIDIA engine's plan and CDNA3's fast sums.
+
+    ``lo`` / ``hi``: smallest exponent of a non-zero product / a bound above every product's
+    exponent; ``top``: the largest input exponent; ``products32``: float32 holds every product
+    exactly (both significands' bits, its lowest bit at or above 2**-149, its value below 2**127);
+    a zero input's exponent ``no_exp`` and the exponents' type ``exp_dtype`` (int8 when every
+    exponent lies within 28 of zero, int16 otherwise).
+    """
+
+    def __init__(self, fa: FloatFormat, fb: FloatFormat, a=None, b=None):
+        (a_lo, a_hi), (b_lo, b_hi) = _exponent_range(a, fa), _exponent_range(b, fb)
+        self.lo, self.hi, self.top = a_lo + b_lo, a_hi + b_hi + 2, max(a_hi, b_hi)
+        self.products32 = (fa.mantissa_bits + fb.mantissa_bits + 2 <= 24
+                           and self.lo - fa.mantissa_bits - fb.mantissa_bits >= -149
+                           and self.hi <= 126)
+        narrow = max(-a_lo, a_hi + 1, -b_lo, b_hi + 1) <= 28
+        self.no_exp = -60 if narrow else -16000
+        self.exp_dtype = np.int8 if narrow else np.int16
+
+    def exponents(self, x, fmt):
+        """Input exponents clamped at fmt's emin, zeros at no_exp (never the largest)."""
+        return clamped_exponents(x, fmt, self.no_exp).astype(self.exp_dtype)
+
+
 class _Plan:
     """Work types for a unit: float32 terms and int8 exponents where exact, else float64/int16.
 
@@ -389,21 +415,14 @@ class _Plan:
     """
 
     def __init__(self, unit: BlockFMA, a=None, b=None):
-        fa, fb = unit.in_format, unit.b_format
         self.unit = unit
         self.acc_fmt = unit.acc_format
-        (a_lo, a_hi), (b_lo, b_hi) = _exponent_range(a, fa), _exponent_range(b, fb)
-        lo = a_lo + b_lo  # smallest exponent of a non-zero product
-        hi = a_hi + b_hi + 2
-        # float32 holds every product exactly (both significands' bits, its lowest bit at or above
-        # 2**-149, its value below 2**127), and every scaled, truncated term (a power-of-two multiple
-        # of the product, below 2**(F+2)); 2**(F - E) stays a float32 normal while products exist
-        terms32 = (
-            fa.mantissa_bits + fb.mantissa_bits + 2 <= 24
-            and lo - fa.mantissa_bits - fb.mantissa_bits >= -149
-            and hi <= 126
-            and unit.align_bits - lo <= 127
-        )
+        self.range = pr = _ProductRange(unit.in_format, unit.b_format, a, b)
+        lo = pr.lo  # smallest exponent of a non-zero product
+        # float32 holds every product exactly (_ProductRange.products32), and every scaled, truncated
+        # term (a power-of-two multiple of the product, below 2**(F+2)); 2**(F - E) stays a float32
+        # normal while products exist
+        terms32 = pr.products32 and unit.align_bits - lo <= 127
         # ... and the block sum (< block * 2**(F+2)) too
         small = terms32 and unit.align_bits + 2 + math.ceil(math.log2(unit.block + 1)) <= 24
         self.dtype = np.float32 if terms32 else np.float64  # products and terms
@@ -411,9 +430,8 @@ class _Plan:
         # exponents of 2**(F - E) that the work type holds; beyond them only all-zero
         # products occur (E set by C alone), which any finite scale keeps zero
         self.shift_range = (-149, 127) if terms32 else (-1074, 1023)
-        narrow = max(-a_lo, a_hi + 1, -b_lo, b_hi + 1) <= 28
-        self.no_exp = -60 if narrow else -16000
-        self.exp_dtype = np.int8 if narrow else np.int16
+        self.no_exp, self.exp_dtype = pr.no_exp, pr.exp_dtype
+        narrow = pr.exp_dtype == np.int8
         self.min_exp = lo
         self.rtz_mask = np.uint64((2**64 - 1) ^ (2 ** (52 - unit.out_frac_bits) - 1))
         # the float32 step (_align_and_sum_f32): chain state in float32, every per-step operation on
@@ -422,7 +440,7 @@ class _Plan:
         # at or above min_exp + 127 is a real exponent (of a product or of a normal C)
         bit_step = (unit.c_in_alignment and unit.out_rounding == "toward_zero" and unit.step_format is None
                     and unit.default_choices
-                    and self.no_exp + max(a_hi, b_hi) < lo)
+                    and self.no_exp + pr.top < lo)
         self.f32 = small and narrow and bit_step
         # the float64 step on bits (_align_and_sum_f64) for the other truncating units
         self.f64 = bit_step and not self.f32
@@ -434,7 +452,7 @@ class _Plan:
 
     def exponents(self, x, fmt):
         """Input exponents clamped at fmt's emin, zeros at no_exp (never the largest)."""
-        return clamped_exponents(x, fmt, self.no_exp).astype(self.exp_dtype)
+        return self.range.exponents(x, fmt)
 
     def round_acc(self, v, rounding):
         """Round exact float64 values onto the step's result format (and apply the unit's choices)."""

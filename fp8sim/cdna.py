@@ -337,22 +337,13 @@ class _FastSums:
     """
 
     def __init__(self, unit, a, b):
-        from .accumulate import _exponent_range
+        from .accumulate import _ProductRange
 
-        fa, fb = unit.in_format, unit.b_format
-        (a_lo, a_hi), (b_lo, b_hi) = _exponent_range(a, fa), _exponent_range(b, fb)
-        self.lo, hi = a_lo + b_lo, a_hi + b_hi + 2
+        self.range = pr = _ProductRange(unit.in_format, unit.b_format, a, b)
+        self.lo, self.exp_dtype, self.exponents = pr.lo, pr.exp_dtype, pr.exponents
         self.F = F = unit.align_bits
-        narrow = max(-a_lo, a_hi + 1, -b_lo, b_hi + 1) <= 28
-        self.no_exp = -60 if narrow else -16000
-        self.exp_dtype = np.int8 if narrow else np.int16
-        self.ok = (fa.mantissa_bits + fb.mantissa_bits + 2 <= 24
-                   and self.lo - fa.mantissa_bits - fb.mantissa_bits >= -149
-                   and hi <= 126 and F - self.lo <= 127 and F - hi >= -126
-                   and self.no_exp + max(a_hi, b_hi) < self.lo)
-
-    def exponents(self, x, fmt):
-        return clamped_exponents(x, fmt, self.no_exp).astype(self.exp_dtype)
+        self.ok = (pr.products32 and F - pr.lo <= 127 and F - pr.hi >= -126
+                   and pr.no_exp + pr.top < pr.lo)
 
     def tsum(self, aT, bk, eaT, ebk, tbuf, ebuf):
         """(sum, E) of one truncated sum over the leading axis of aT (k, r) x bk (k, n); E int64 with
