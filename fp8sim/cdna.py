@@ -144,9 +144,15 @@ def _floor_sum_step(unit, p, ep, c):
     return _join(unit, s_dot, e_dot, c)
 
 
+def _ftz_inplace(x):
+    """Flush x's FP32 subnormals to zero of the same sign, in place (NaN and Inf stay)."""
+    np.copysign(np.float32(0), x, out=x, where=np.abs(x) < np.float32(FP32.smallest_normal))
+    return x
+
+
 def _ftz32(x):
-    x = np.asarray(x, np.float32)
-    return np.where(np.abs(x) < np.float32(FP32.smallest_normal), np.copysign(np.float32(0), x), x)
+    """x as float32, its subnormals flushed (a copy)."""
+    return _ftz_inplace(np.array(x, np.float32))
 
 
 def cdna_chain(a, b, c, unit, *, paired=False):
@@ -199,12 +205,6 @@ def cdna_chain(a, b, c, unit, *, paired=False):
 FLOOR_TILE = 1 << 19
 #: K elements per pass of the whole-array FTZUnit engine (a multiple of every group)
 FTZ_CHUNK = 64
-
-
-def _ftz_inplace(x):
-    """Flush x's FP32 subnormals to zero of the same sign, in place (NaN and Inf stay)."""
-    np.copysign(np.float32(0), x, out=x, where=np.abs(x) < np.float32(FP32.smallest_normal))
-    return x
 
 
 def _ftz_chain_fast(unit, a, b, out):
