@@ -256,6 +256,17 @@ def compute(args, executor):
             "points": points, "summary": summarize(points, runs, seeds)}
 
 
+def curves(result):
+    """(evaluation steps, {(run, seed): validation losses}) of a result."""
+    curve = {(p["run"], p["seed"]): np.array([v for _, v in p["curve"]]) for p in result["points"]}
+    return [st for st, _ in result["points"][0]["curve"]], curve
+
+
+def gap_to_bf16(result, curve, run):
+    """A run's validation loss against BF16 with the same seed, in percent: (seeds, steps)."""
+    return np.array([100 * (curve[(run, sd)] / curve[("bf16", sd)] - 1) for sd in result["seeds"]])
+
+
 def plot(result, path):
     import matplotlib
 
@@ -269,12 +280,11 @@ def plot(result, path):
 
     seeds, runs = result["seeds"], result["runs"]
     fig, axes = plt.subplots(1, 3, figsize=(21, 5.6))
-    curve = {(p["run"], p["seed"]): np.array([v for _, v in p["curve"]]) for p in result["points"]}
-    steps = [s for s, _ in result["points"][0]["curve"]]
+    steps, curve = curves(result)
     ax = axes[0]
     for run in runs:
-        curves = np.array([curve[(run, s)] for s in seeds])
-        plot_band(ax, steps, curves.mean(0), curves.min(0), curves.max(0), run)
+        losses = np.array([curve[(run, s)] for s in seeds])
+        plot_band(ax, steps, losses.mean(0), losses.min(0), losses.max(0), run)
     ax.set_xlabel("training step")
     ax.set_ylabel("validation loss (nats per byte)")
     ax.set_title(f"byte-level transformer, {MODEL['n_layers']} blocks x {MODEL['d_model']}, "
@@ -283,7 +293,7 @@ def plot(result, path):
     ax.grid(True, which="both", alpha=0.3)
     ax = axes[1]
     for run in runs:
-        gap = np.array([100 * (curve[(run, s)] / curve[("bf16", s)] - 1) for s in seeds])
+        gap = gap_to_bf16(result, curve, run)
         if run == "bf16":
             ax.plot([], [])  # keep each run's colour
             continue
@@ -358,13 +368,12 @@ def report(result):
         ci_text = f"  95% CI [{100 * ci[0]:+.3f}%, {100 * ci[1]:+.3f}%]" if ci else ""
         print(f"  {run:26s} loss {row['final_loss_mean']:.4f}   rel. error {100 * row['rel_error_mean']:+.3f}%"
               + ci_text)
-    curve = {(p["run"], p["seed"]): np.array([v for _, v in p["curve"]]) for p in result["points"]}
-    steps = [st for st, _ in result["points"][0]["curve"]]
+    steps, curve = curves(result)
     print("largest gap to BF16 during training (same seed), and the final gap per seed")
     for run in result["runs"]:
         if run == "bf16":
             continue
-        gap = np.array([100 * (curve[(run, sd)] / curve[("bf16", sd)] - 1) for sd in seeds])
+        gap = gap_to_bf16(result, curve, run)
         i, j = np.unravel_index(np.nanargmax(np.abs(gap)), gap.shape)
         print(f"  {run:26s} {gap[i, j]:+.3f}% at step {steps[j]} (seed {seeds[i]}); final "
               + ", ".join(f"{v:+.3f}%" for v in gap[:, -1]))
