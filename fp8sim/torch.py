@@ -290,17 +290,21 @@ class _Step:
         self.done: dict[str, list] = {"x": [], "w": [], "g": []}   # tensor -> [(spec key, ScaledTensor)]
 
     def operand(self, which, side, source):
-        """GEMM ``which``'s operand ``side`` ("a"/"b") quantized from ``source`` (its tensor, untransposed)."""
+        """GEMM ``which``'s operand ``side`` ("a"/"b") quantized from ``source`` (its tensor, untransposed;
+        a :class:`fp8sim.ScaledTensor` source is dequantized only if no earlier quantization fits)."""
         gemm = self.recipe.gemm(which)
         spec = gemm.a if side == "a" else gemm.b
         tensor, transpose = _SOURCES[which][0 if side == "a" else 1]
-        arr = source.T if transpose else source
+        shape = tuple(source.shape[::-1]) if transpose else tuple(source.shape)
         key = spec.key()
-        need = tile_shape(spec.granularity, arr.shape, spec.kwargs.get("axis", -1))
+        need = tile_shape(spec.granularity, shape, spec.kwargs.get("axis", -1))
         for k, st in self.done[tensor]:
             have = _transposed(st) if transpose else st
-            if k == key and have.tile == need and have.shape == arr.shape:
+            if k == key and have.tile == need and have.shape == shape:
                 return have
+        if isinstance(source, ScaledTensor):
+            source = source.dequantize()
+        arr = source.T if transpose else source
         kwargs = dict(spec.kwargs)
         if self.delayed is not None:
             kwargs["delayed"] = self.delayed[tensor]
@@ -366,8 +370,7 @@ class _LinearFunction(torch.autograd.Function):
         else:
             dx = _gemm(r, "dgrad", step.operand("dgrad", "a", g), step.operand("dgrad", "b", w))
             # the saved FP8 operand is reused as it is where its tiles fit, else dequantized and quantized again
-            x_src = saved.dequantize() if isinstance(saved, ScaledTensor) else saved
-            dw = _gemm(r, "wgrad", step.operand("wgrad", "a", g), step.operand("wgrad", "b", x_src))
+            dw = _gemm(r, "wgrad", step.operand("wgrad", "a", g), step.operand("wgrad", "b", saved))
         if channel_scale is not None:
             dx, dw = dx * channel_scale, dw / channel_scale
         if ctx.needs_input_grad[0]:
