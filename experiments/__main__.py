@@ -22,7 +22,8 @@ if __package__ in (None, ""):  # run as a path (python REPO/experiments): import
     __package__ = "experiments"
 
 from experiments import (  # noqa: E402
-    accumulation_error, block_scaled_error, conformance_table, format_error, outlier_sensitivity, scaling_demo,
+    accumulation_error, block_scaled_error, conformance_table, format_error, gpu_capture, outlier_sensitivity,
+    scaling_demo,
 )
 from experiments._common import resolve_out  # noqa: E402
 from fp8sim.hardware import PACKED_VECTORS  # noqa: E402
@@ -55,6 +56,7 @@ def main(argv=None):
         steps.append(("fp8_training", lambda: fp8_training.main(sweeps)))
     vectors = os.environ.get("FP8SIM_HW_VECTORS") or str(PACKED_VECTORS)
     steps.append(("conformance_table", lambda: conformance_table.main(["--vectors", vectors, "--out", args.out])))
+    steps.append(("gpu_capture", lambda: gpu_capture.main(["--out", args.out])))
     for name, run in steps:
         t0 = time.perf_counter()
         print(f"== {name}", flush=True)

@@ -83,10 +83,18 @@ _add(["T4"], "mma.sync", ["float16"], (8, 24, 23, "toward_zero", True), MMASIM +
 _add(["A100", "Ada", "L40S"], "mma.sync", ["float16", "bfloat16"], (8, 24, 23, "toward_zero", True), MEASURED)
 _add(["A100", "Ada", "L40S"], "mma.sync", ["tf32"], (4, 24, 23, "toward_zero", True), MEASURED)
 _add(["Ada", "L40S"], "mma.sync", _FP8, (16, 13, 13, "toward_zero", True), MEASURED)
+#: whole GEMMs captured on an H100 through cuBLAS (experiments/capture_gpu.py, experiments/gpu_capture.py)
+CAPTURED = ("whole cuBLAS GEMMs captured on an H100 (tests/data/h100_scaled_mm.npz, {what}): every output "
+            "bit-exact, NaN encodings aside")
 for _instr, _how in (("mma.sync", MEASURED), ("wgmma", MMASIM + "; the same parameters fit the measured mma.sync rows")):
-    _add(["H100"], _instr, ["float16", "bfloat16"], (16, 25, 23, "toward_zero", True), _how)
-    _add(["H100"], _instr, ["tf32"], (8, 25, 23, "toward_zero", True), _how)
-    _add(["H100"], _instr, _FP8, (32, 13, 13, "toward_zero", True), _how)
+    _cap = "; " + CAPTURED if _instr == "wgmma" else ""
+    _add(["H100"], _instr, ["float16", "bfloat16"], (16, 25, 23, "toward_zero", True),
+         _how + _cap.format(what="torch.matmul, FP16 / BF16 output"))
+    _add(["H100"], _instr, ["tf32"], (8, 25, 23, "toward_zero", True),
+         _how + "; " + CAPTURED.format(what="torch.matmul with TF32, kernel on " + _instr))
+    _add(["H100"], _instr, _FP8, (32, 13, 13, "toward_zero", True), _how + _cap.format(
+        what="torch._scaled_mm E4M3 x E4M3 and E5M2 x E4M3, use_fast_accum True and False (promotion every "
+             "128), FP32 / BF16 / FP16 output"))
 _add(["B200"], "mma.sync", ["float16", "bfloat16"], (16, 25, 23, "toward_zero", True), MEASURED)
 _add(["B200"], "mma.sync", ["tf32"], (8, 25, 23, "toward_zero", True), MEASURED)
 _add(["B200"], "mma.sync", _FP8, (32, 25, 23, "toward_zero", False, "nearest_even"),
