@@ -68,8 +68,12 @@ import numpy as np
 
 SETS = {"k32": (128, 32, 128), "k128": (128, 128, 128), "k4096": (64, 4096, 64), "specials": (32, 32, 32),
         "zeros": (32, 32, 32)}
-DENSE_SETS = {"dense_k128": (128, 128, 128), "dense_k1024": (64, 1024, 64)}
-DENSE = ("bf16", "fp16", "tf32")
+DENSE_SETS = {"dense_k128": (128, 128, 128), "dense_k1024": (64, 1024, 64), "overflow": (32, 32, 32)}
+DENSE = ("bf16", "fp16", "tf32", "bf16f32")
+#: the kinds each dense set runs (FP16 cannot hold the overflow set's values)
+DENSE_KINDS = {"dense_k128": DENSE, "dense_k1024": DENSE, "overflow": ("tf32", "bf16f32")}
+#: the overflow set's values: products and sums beyond FP32's range, exactly cancelling huge products
+OVERFLOW_VALUES = (1.5 * 2.0**63, 2.0**64, 2.0**63, 1.0, 0.75, 0.0)
 DENSE_DISTS = ("deepseek", "wide", "cancel")
 OUTS = ("f32", "bf16", "f16")
 STATS_SHAPE = (128, 4096, 128)
@@ -151,14 +155,19 @@ def set_inputs(torch, name, M, K, N, seed):
 
 def dense_inputs(torch, name, M, K, N, seed):
     """BF16 / FP16 codes (uint16) and TF32 values as FP32 bits (uint32): A (M, K) and B^T (N, K),
-    rows and columns cycling through ``DENSE_DISTS``."""
+    rows and columns cycling through ``DENSE_DISTS`` (the ``overflow`` set: ``OVERFLOW_VALUES``)."""
     rng = np.random.default_rng([seed, sum(map(ord, name))])
     out = {}
     for key, rows in (("a", M), ("bt", N)):
         x = np.empty((rows, K), np.float32)
         for i in range(rows):
             d = DENSE_DISTS[i % len(DENSE_DISTS)]
-            if d == "deepseek":
+            if name == "overflow":
+                # a few huge elements per row (both signs), the rest ordinary
+                v = rng.choice(OVERFLOW_VALUES[3:], size=K) * rng.choice([-1.0, 1.0], size=K)
+                huge = rng.random(K) < (i % 4 + 1) / 16
+                x[i] = np.where(huge, rng.choice(OVERFLOW_VALUES[:3], size=K) * rng.choice([-1.0, 1.0], size=K), v)
+            elif d == "deepseek":
                 x[i] = rng.standard_normal(K) + 0.65
             elif d == "wide":
                 x[i] = rng.standard_normal(K) * np.exp2(rng.integers(-12, 13, size=K))
@@ -256,12 +265,13 @@ class Runner:
         return y
 
     def dense(self, a_bits, bt_bits, kind, reps=1, label=None):
-        """``torch.matmul`` in BF16 / FP16 (output in the same format) or TF32 (FP32 in and out)."""
+        """``torch.matmul`` in BF16 / FP16 (output in the same format) or TF32 (FP32 in and out), or
+        ``torch.mm(..., out_dtype=torch.float32)`` with BF16 inputs (``bf16f32``)."""
         torch = self.torch
         if kind == "tf32":
             a, bt = (torch.from_numpy(x.view(np.int32)).view(torch.float32) for x in (a_bits, bt_bits))
         else:
-            dt = {"bf16": torch.bfloat16, "fp16": torch.float16}[kind]
+            dt = {"bf16": torch.bfloat16, "bf16f32": torch.bfloat16, "fp16": torch.float16}[kind]
             a, bt = (torch.from_numpy(x.view(np.int16)).view(dt) for x in (a_bits, bt_bits))
         a, bt = a.to(self.device), bt.to(self.device)
         if reps > 1:
@@ -269,7 +279,10 @@ class Runner:
         torch.backends.cuda.matmul.allow_tf32 = kind == "tf32"
         try:
             with self._profile() as prof:
-                y = torch.matmul(a, bt.t())
+                if kind == "bf16f32":
+                    y = torch.mm(a, bt.t(), out_dtype=torch.float32)
+                else:
+                    y = torch.matmul(a, bt.t())
                 if self.device.startswith("cuda"):
                     torch.cuda.synchronize()
         finally:
@@ -334,12 +347,13 @@ def capture(out, device, seeds, seed=0, min_gemm=MIN_GEMM):
             arrays[f"{name}/{key}"] = v
         reps = -(-min_gemm // min(M, N))
         info = {"M": M, "K": K, "N": N, "reps": reps, "tiles_equal": {}, "small_shape_differs": {}, "error": {}}
-        for kind in DENSE:
+        for kind in DENSE_KINDS[name]:
             key = f"{name}/{kind}"
+            src = "bf16" if kind == "bf16f32" else kind
             try:
-                big = run.dense(x[f"a_{kind}"], x[f"bt_{kind}"], kind, reps, label=key)
-                small = run.dense(x[f"a_{kind}"], x[f"bt_{kind}"], kind, 1, label=key + "@small")
-            except RuntimeError as e:
+                big = run.dense(x[f"a_{src}"], x[f"bt_{src}"], kind, reps, label=key)
+                small = run.dense(x[f"a_{src}"], x[f"bt_{src}"], kind, 1, label=key + "@small")
+            except (RuntimeError, TypeError) as e:      # a torch without mm(out_dtype=)
                 info["error"][key] = str(e).splitlines()[0]
                 continue
             tiles = _bits(big).reshape(reps, M, reps, N).transpose(0, 2, 1, 3)

@@ -11,10 +11,13 @@ product through fp8sim's public API:
 * ``use_fast_accum=False``: the same unit with ``promote_every=128``;
 * BF16 / FP16 output: ``out_format=`` (one nearest-even rounding of the
   FP32 result, the epilogue with scales 1.0);
-* ``torch.matmul`` in BF16 / FP16 / TF32: the H100 preset of the
-  instruction the profiled kernel ran (``nvjet_sm90`` / ``sm90_xmma``:
-  ``wgmma``; ``cutlass_80_tensorop``: ``mma.sync``), FP32 accumulation,
-  output rounded to the input format (BF16, FP16) or FP32 (TF32).
+* ``torch.matmul`` in BF16 / FP16 / TF32 and ``torch.mm(out_dtype=float32)``
+  in BF16: the H100 preset of the instruction the profiled kernel ran
+  (``nvjet_sm90`` / ``sm90_xmma``: ``wgmma``; ``cutlass_80_tensorop``:
+  ``mma.sync``), output rounded to the input format (BF16, FP16) or FP32;
+* the overflow set (TF32 and BF16 -> FP32): how many outputs are Inf,
+  how many of those come from sums of products each within FP32's range
+  (the truncated result overflows), and how many are FP32 max.
 
 Every output is compared as a bit pattern: ``equal``, ``NaN encoding
 only`` (both NaN, different bits) or ``differ``.  The captured
@@ -35,15 +38,17 @@ from fp8sim.hardware import tensor_core
 try:
     from . import accumulation_error
     from ._common import out_dir, script_parser, write_json
-    from .capture_gpu import DENSE_SETS, OUTS, PAIRS, SETS, load, sha256, stats_inputs
+    from .capture_gpu import DENSE_KINDS, DENSE_SETS, OUTS, PAIRS, SETS, load, sha256, stats_inputs
 except ImportError:  # run as a script
     import accumulation_error
     from _common import out_dir, script_parser, write_json
-    from capture_gpu import DENSE_SETS, OUTS, PAIRS, SETS, load, sha256, stats_inputs
+    from capture_gpu import DENSE_KINDS, DENSE_SETS, OUTS, PAIRS, SETS, load, sha256, stats_inputs
 
 DATA = fp8sim.hardware.PACKED_VECTORS.parent / "h100_scaled_mm.npz"
 OUT_FORMAT = {"f32": None, "bf16": "bfloat16", "f16": "float16"}
-DENSE_FORMAT = {"bf16": "bfloat16", "fp16": "float16", "tf32": "tf32"}
+#: dense kind -> (input format, stored input codes, output format)
+DENSE_FORMAT = {"bf16": ("bfloat16", "bf16", "bfloat16"), "fp16": ("float16", "fp16", "float16"),
+                "tf32": ("tf32", "tf32", "float32"), "bf16f32": ("bfloat16", "bf16", "float32")}
 _BITS = {"float32": (np.float32, np.uint32), "bfloat16": (None, np.uint16), "float16": (np.float16, np.uint16)}
 
 
@@ -101,12 +106,14 @@ def instruction_of(kernels):
     raise ValueError(f"no rule for the kernels {kernels}")
 
 
-def dense_sim(arrays, name, kind, instruction):
-    fmt = DENSE_FORMAT[kind]
-    a = decode(arrays[f"{name}/a_{kind}"], fmt)
-    b = decode(arrays[f"{name}/bt_{kind}"], fmt).T
-    unit = tensor_core("H100", fmt, instruction=instruction)
-    return fp8sim.matmul(a, b, unit=unit, out_format=None if kind == "tf32" else fmt)
+def dense_sim(arrays, name, kind, instruction, **changes):
+    """What fp8sim says ``torch.matmul`` / ``torch.mm(out_dtype=float32)`` gave (values, float64);
+    ``changes`` go to the unit (``rz_overflow="max"``, for instance)."""
+    fmt, src, out = DENSE_FORMAT[kind]
+    a = decode(arrays[f"{name}/a_{src}"], fmt)
+    b = decode(arrays[f"{name}/bt_{src}"], fmt).T
+    unit = tensor_core("H100", fmt, instruction=instruction).replace(**changes)
+    return fp8sim.matmul(a, b, unit=unit, out_format=None if out == "float32" else out)
 
 
 def check_all(arrays, meta):
@@ -124,14 +131,16 @@ def check_all(arrays, meta):
                                  "sim": f"{unit}" + (", promote_every=128" if mode == "split" else ""),
                                  **compare(sim, arrays[key], fmt)})
     for name in DENSE_SETS:
-        for kind in DENSE_FORMAT:
+        for kind in DENSE_KINDS[name]:
             key = f"{name}/{kind}"
             instr = instruction_of(meta["kernels"][key])
-            fmt = "float32" if kind == "tf32" else DENSE_FORMAT[kind]
-            sim = to_bits(dense_sim(arrays, name, kind, instr), fmt)
-            unit = tensor_core("H100", DENSE_FORMAT[kind], instruction=instr).name
-            rows.append({"case": key, "group": f"matmul {kind} (K = {DENSE_SETS[name][1]})",
-                         "kernel": meta["kernels"][key][0], "sim": unit, **compare(sim, arrays[key], fmt)})
+            fmt, _, out = DENSE_FORMAT[kind]
+            sim = to_bits(dense_sim(arrays, name, kind, instr), out)
+            unit = tensor_core("H100", fmt, instruction=instr).name
+            call = "mm(out_dtype=float32) bf16" if kind == "bf16f32" else f"matmul {kind}"
+            what = "overflow set" if name == "overflow" else f"K = {DENSE_SETS[name][1]}"
+            rows.append({"case": key, "group": f"{call} ({what}) -> {out}",
+                         "kernel": meta["kernels"][key][0], "sim": unit, **compare(sim, arrays[key], out)})
     return rows
 
 
@@ -184,6 +193,27 @@ def alternatives(arrays):
                     continue
                 sim = to_bits(fp8sim.matmul(a, b, unit=unit, promote_every=every), "float32")
                 out[f"{name}/{pair}: {label}"] = {"differ": int((sim != gpu).sum()), "outputs": int(gpu.size)}
+    for kind in DENSE_KINDS["overflow"]:
+        gpu = arrays[f"overflow/{kind}"]
+        instr = "mma.sync" if kind == "tf32" else "wgmma"
+        sim = to_bits(dense_sim(arrays, "overflow", kind, instr, rz_overflow="max"), "float32")
+        out[f"overflow/{kind}: rz_overflow='max'"] = {"differ": int((sim != gpu).sum()), "outputs": int(gpu.size)}
+    return out
+
+
+def overflow_evidence(arrays):
+    """Per kind of the overflow set: Inf outputs, how many of them come from sums of products that are
+    each within FP32's range, and FP32-max outputs."""
+    out = {}
+    for kind in DENSE_KINDS["overflow"]:
+        fmt, src, _ = DENSE_FORMAT[kind]
+        a = decode(arrays[f"overflow/a_{src}"], fmt)
+        bt = decode(arrays[f"overflow/bt_{src}"], fmt)
+        big = (np.abs(a[:, None, :] * bt[None, :, :]) >= 2.0**128).any(axis=2)
+        g = arrays[f"overflow/{kind}"].view(np.float32)
+        inf = np.isinf(g)
+        out[kind] = {"inf": int(inf.sum()), "inf_from_in_range_products": int((inf & ~big).sum()),
+                     "fp32_max": int((np.abs(g) == np.finfo(np.float32).max).sum()), "outputs": int(g.size)}
     return out
 
 
@@ -199,7 +229,7 @@ def interval(values, level=0.95):
     return m, m - half, m + half
 
 
-def report(rows, errs, meta, alts=None):
+def report(rows, errs, meta, arrays, alts=None):
     v = meta["versions"]
     print(f"captured on {v['gpu']} (driver {v['nvidia_smi'].split(', ')[-1]}), CUDA {v['cuda']}, "
           f"cuBLASLt {v.get('cublasLt_version')}, torch {v['torch']}, {v['date']}")
@@ -215,6 +245,11 @@ def report(rows, errs, meta, alts=None):
               f"| {tot['nan_encoding_only']} | {tot['differ']} |")
     nan_bits = sorted({b for r in rows for b in r["gpu_nan_bits"]})
     print(f"\nGPU NaN encodings seen: {', '.join(nan_bits) or 'none'}")
+    ov = overflow_evidence(arrays)
+    print("\nOverflow set (truncated sums beyond FP32's range):")
+    for k, v in ov.items():
+        print(f"  {k}: {v['inf']} Inf outputs of {v['outputs']} ({v['inf_from_in_range_products']} from products "
+              f"each within range), {v['fp32_max']} FP32 max")
     if alts:
         print("\nOther models the same data reject (FP32 outputs that differ):")
         for label, r in alts.items():
@@ -250,10 +285,11 @@ def main(argv=None):
     rows = check_all(arrays, meta)
     errs = stats_errors(arrays, meta)
     alts = alternatives(arrays)
-    report(rows, errs, meta, alts)
+    report(rows, errs, meta, arrays, alts)
     path = write_json(out_dir(args.out) / "gpu_capture.json",
                       {"data": _shown(args.data), "capture": {k: meta[k] for k in ("versions", "sets", "stats", "kernels")},
-                       "cases": rows, "alternatives": alts, "accumulation_error": errs})
+                       "cases": rows, "alternatives": alts, "overflow": overflow_evidence(arrays),
+                       "accumulation_error": errs})
     print(f"wrote {path}")
     return rows, errs
 

@@ -78,8 +78,10 @@ class BlockFMA:
         exponent range with ``out_frac_bits`` fraction bits.
     rz_overflow : str
         A result truncated toward zero beyond the step format's range:
-        ``"max"`` (IEEE 754's toward-zero rounding, fp8sim's default) or
-        ``"inf"`` (MMA-Sim's choice).  No measurement decides.
+        ``"inf"`` (the default: what an H100 gives, measured in
+        ``tests/data/h100_scaled_mm.npz``'s overflow set through ``mma.sync``
+        TF32 and ``wgmma`` BF16 kernels, and MMA-Sim's choice) or ``"max"``
+        (IEEE 754's toward-zero rounding, the largest finite value).
     c_subnormal_exponent : str
         The exponent a subnormal C brings to the alignment: ``"true"`` (its
         own, fp8sim's default) or ``"emin"`` (the format's minimum normal
@@ -105,7 +107,7 @@ class BlockFMA:
     name: str = ""
     b_format: FloatFormat | None = None
     step_format: FloatFormat | None = None
-    rz_overflow: str = "max"
+    rz_overflow: str = "inf"
     c_subnormal_exponent: str = "true"
 
     def __post_init__(self):
@@ -167,17 +169,20 @@ class BlockFMA:
 
     @property
     def default_choices(self) -> bool:
-        """Whether the choices no measurement decides are fp8sim's defaults."""
-        return self.rz_overflow == "max" and self.c_subnormal_exponent == "true"
+        """Whether the choices for corner cases are fp8sim's defaults."""
+        return self.rz_overflow == "inf" and self.c_subnormal_exponent == "true"
 
     def with_mmasim_choices(self) -> BlockFMA:
-        """This unit with MMA-Sim's choices where no measurement decides (a truncated overflow
-        gives Inf; a subnormal C aligns at the minimum normal exponent).
+        """This unit with MMA-Sim's choices for the corner cases (a truncated overflow gives Inf,
+        as fp8sim's default and the H100 do; a subnormal C aligns at the minimum normal exponent,
+        which no measurement decides).
 
         >>> import fp8sim
-        >>> u = fp8sim.hardware.tensor_core("H100", "bf16").with_mmasim_choices()
-        >>> fp8sim.matmul([[2.0**127]], [[4.0]], unit=u).item(), fp8sim.matmul([[2.0**127]], [[4.0]], unit="H100:bf16").item()
-        (inf, 3.4028234663852886e+38)
+        >>> u = fp8sim.hardware.tensor_core("H100", "bf16")
+        >>> fp8sim.matmul([[2.0**127]], [[4.0]], unit=u).item()
+        inf
+        >>> fp8sim.matmul([[2.0**127]], [[4.0]], unit=u.replace(rz_overflow="max")).item()
+        3.4028234663852886e+38
         """
         return self.replace(rz_overflow="inf", c_subnormal_exponent="emin")
 
@@ -438,8 +443,9 @@ class _Plan:
         # float32 / int32 bits; it applies to truncating units with C in the alignment
         # a zero input's exponent (no_exp) plus any other stays below every product's: then an entry
         # at or above min_exp + 127 is a real exponent (of a product or of a normal C)
+        # (its range conditions keep every result below 2**127, so rz_overflow never applies there)
         bit_step = (unit.c_in_alignment and unit.out_rounding == "toward_zero" and unit.step_format is None
-                    and unit.default_choices
+                    and unit.c_subnormal_exponent == "true"
                     and self.no_exp + pr.top < lo)
         self.f32 = small and narrow and bit_step
         # the float64 step on bits (_align_and_sum_f64) for the other truncating units
@@ -468,7 +474,8 @@ class _Plan:
         return self._choices(r, v)
 
     def _choices(self, r, v, overflow=True):
-        """The unit's choice where no measurement decides: a truncated overflow to Inf."""
+        """The unit's overflow choice: a truncated overflow to Inf (``rz_overflow="inf"``) or left at
+        the largest finite value."""
         if overflow and self.unit.rz_overflow == "inf":
             with np.errstate(invalid="ignore"):
                 r = np.where(np.abs(v) > self.acc_fmt.max, np.copysign(np.inf, v), r)

@@ -60,7 +60,8 @@ class BlockScaledFMA:
     e_zero : int
         The exponent a zero product or a zero C brings to the maximum (-133).
     rz_overflow : str
-        ``"max"`` (IEEE toward-zero, fp8sim's default) or ``"inf"`` (MMA-Sim's).
+        ``"inf"`` (fp8sim's default, MMA-Sim's, and what an H100's truncating
+        units give) or ``"max"`` (IEEE toward-zero).
 
     Examples
     --------
@@ -76,7 +77,7 @@ class BlockScaledFMA:
     block: int = 32
     align_bits: int = 25
     e_zero: int = -133
-    rz_overflow: str = "max"
+    rz_overflow: str = "inf"
     name: str = ""
 
     def __post_init__(self):
@@ -171,7 +172,7 @@ class GroupScaledFMA:
     group: int = 16
     align_bits: int = 35
     e_zero: int = -139
-    rz_overflow: str = "max"
+    rz_overflow: str = "inf"
     name: str = ""
 
     def __post_init__(self):

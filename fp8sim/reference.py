@@ -579,8 +579,9 @@ def _block(a, b, c, unit) -> float:
 
 
 def _choices(r: float, exact: Fraction, rounding: str, acc: FloatFormat, unit) -> float:
-    """The unit's choice where no measurement decides (fp8sim.BlockFMA's rz_overflow)."""
-    if getattr(unit, "rz_overflow", "max") == "inf" and rounding == "toward_zero" and abs(exact) > Fraction(acc.max):
+    """The unit's overflow choice (fp8sim.BlockFMA's rz_overflow): a truncated result beyond the
+    format's range is Inf, or the largest finite value."""
+    if getattr(unit, "rz_overflow", "inf") == "inf" and rounding == "toward_zero" and abs(exact) > Fraction(acc.max):
         return math.copysign(math.inf, exact)
     return r
 

@@ -12,7 +12,7 @@ import pytest
 
 import fp8sim
 from experiments import gpu_capture
-from experiments.capture_gpu import DENSE_SETS, OUTS, PAIRS, SETS, load, sha256, stats_inputs
+from experiments.capture_gpu import DENSE_KINDS, OUTS, PAIRS, SETS, load, sha256, stats_inputs
 from fp8sim.hardware import tensor_core
 
 # CUDA's NaN encodings, as the capture shows them (NumPy's would be 0x7FC00000 / 0x7FC0 / 0x7E00)
@@ -71,18 +71,31 @@ def test_scaled_mm_bit_exact(captured, name, pair, mode, out):
     _assert_same_bits(gpu_capture.to_bits(y, fmt), arrays[f"{name}/{pair}/{mode}/{out}"], fmt)
 
 
-@pytest.mark.parametrize("kind", ["bf16", "fp16", "tf32"])
-@pytest.mark.parametrize("name", list(DENSE_SETS))
+@pytest.mark.parametrize("name, kind", [(n, k) for n, kinds in DENSE_KINDS.items() for k in kinds])
 def test_dense_matmul_bit_exact(captured, name, kind):
+    """torch.matmul in BF16 / FP16 / TF32 and torch.mm(out_dtype=float32) in BF16, on the H100 preset of
+    the instruction the profiled kernel ran; the overflow set with the default rz_overflow="inf"."""
     arrays, meta = captured
     instr = gpu_capture.instruction_of(meta["kernels"][f"{name}/{kind}"])
-    fmt = {"bf16": "bfloat16", "fp16": "float16", "tf32": "tf32"}[kind]
-    a = gpu_capture.decode(arrays[f"{name}/a_{kind}"], fmt)
-    b = gpu_capture.decode(arrays[f"{name}/bt_{kind}"], fmt).T
-    out = "float32" if kind == "tf32" else fmt
+    fmt, src, out = gpu_capture.DENSE_FORMAT[kind]
+    a = gpu_capture.decode(arrays[f"{name}/a_{src}"], fmt)
+    b = gpu_capture.decode(arrays[f"{name}/bt_{src}"], fmt).T
     y = fp8sim.matmul(a, b, unit=tensor_core("H100", fmt, instruction=instr),
-                      out_format=None if kind == "tf32" else fmt)
+                      out_format=None if out == "float32" else out)
     _assert_same_bits(gpu_capture.to_bits(y, out), arrays[f"{name}/{kind}"], out)
+
+
+@pytest.mark.parametrize("kind", DENSE_KINDS["overflow"])
+def test_truncated_overflow_is_inf_on_the_h100(captured, kind):
+    """Sums of products each within FP32's range, truncated beyond it: the H100 gives Inf (fp8sim's
+    default), never FP32 max; rz_overflow="max" differs on exactly the Inf outputs."""
+    arrays, _ = captured
+    ev = gpu_capture.overflow_evidence(arrays)[kind]
+    assert ev["inf_from_in_range_products"] >= 20 and ev["fp32_max"] == 0
+    gpu = arrays[f"overflow/{kind}"]
+    instr = "mma.sync" if kind == "tf32" else "wgmma"
+    alt = gpu_capture.to_bits(gpu_capture.dense_sim(arrays, "overflow", kind, instr, rz_overflow="max"), "float32")
+    np.testing.assert_array_equal(alt != gpu, np.isinf(gpu.view(np.float32)))
 
 
 def test_captured_data_cover_specials_and_zeros(captured):
@@ -106,6 +119,8 @@ def test_the_data_reject_other_models(captured):
     for label, r in alts.items():
         if label.endswith("split as one chain") and label.startswith("k128"):
             assert r["differ"] == 0               # K = 128: promotion every 128 is the plain chain
+        elif label.startswith("overflow/"):
+            assert r["differ"] >= 100             # every Inf output (test_truncated_overflow_is_inf_on_the_h100)
         else:
             assert r["differ"] > r["outputs"] // 2, (label, r)
 
@@ -151,8 +166,11 @@ def test_capture_script_writes_what_the_check_reads(tmp_path, captured):
     except RuntimeError as e:  # pragma: no cover - a torch build without CPU _scaled_mm
         pytest.skip(f"torch._scaled_mm on the CPU: {e}")
     got, m = load(path)
-    # "@small" outputs are stored only where the small shape differed (on the H100: TF32, split K)
-    expected = {k for k in arrays if (not k.startswith("stats/") or k.startswith("stats/0/")) and "@small" not in k}
+    # "@small" outputs are stored only where the small shape differed (on the H100: TF32, split K);
+    # what this torch cannot run on the CPU (mm with out_dtype) is recorded as an error instead
+    failed = {k for info in m["sets"].values() for k in info["error"]}
+    expected = {k for k in arrays if (not k.startswith("stats/") or k.startswith("stats/0/"))
+                and "@small" not in k and k not in failed}
     assert {k for k in got if "@small" not in k} == expected
     for k in arrays:
         if "/a_" in k or "/bt_" in k:

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import fp8sim
 from experiments.mmasim_vectors import matches, run_set, unit_for
 from fp8sim.hardware import tensor_core, validation
 
@@ -64,24 +63,29 @@ def test_block_scaled_rows_agree_with_mmasim(instr):
 @pytest.mark.parametrize("instr", [i for i in INSTRUCTIONS if "block_scale" not in i])
 def test_every_row_agrees_with_mmasim(instr):
     data, _ = _load()
-    checked = 0
+    checked = overflow_rows = 0
     for name, cfg in _sets(instr):
         out = cfg["out_format"]
         got, want, bits = run_set(data, name, cfg)
         same = matches(got, want, bits, out)
         if cfg["kind"] == "choices":
-            # rows built so that the choices no measurement decides matter: fp8sim's default differs from
-            # MMA-Sim only as documented (a truncated overflow is FP32 max, not Inf), and with MMA-Sim's
-            # choices every row agrees
-            documented = (np.abs(got) == np.finfo(np.float32).max) & np.isinf(want) & (np.sign(got) == np.sign(want))
-            assert np.all(same | documented), name
-            got, want, bits = run_set(data, name, cfg, unit_for(cfg).with_mmasim_choices())
-            same = fp8sim.encode(got, out) == bits
+            # rows built so that the corner-case choices matter: the defaults agree (checked below), and
+            # so do MMA-Sim's choices; the IEEE alternative rz_overflow="max" differs exactly where a
+            # truncated result overflows (FP32 max against Inf)
+            alt, _, _ = run_set(data, name, cfg, unit_for(cfg).replace(rz_overflow="max"))
+            differ = ~matches(alt, want, bits, out)
+            overflow = np.isinf(want) & (np.abs(alt) == np.finfo(np.float32).max) & (np.sign(alt) == np.sign(want))
+            np.testing.assert_array_equal(differ, overflow)
+            overflow_rows += int(overflow.sum())
+            mm, _, _ = run_set(data, name, cfg, unit_for(cfg).with_mmasim_choices())
+            assert matches(mm, want, bits, out).all(), name
         bad = np.flatnonzero(~same)
         assert bad.size == 0, (f"{name}: {bad.size} rows differ from MMA-Sim, first row {bad[0]}: fp8sim "
                                f"{got[bad[0]]!r}, MMA-Sim {want[bad[0]]!r}")
         checked += len(got)
     assert checked >= 640
+    if any(cfg["kind"] == "choices" and cfg["a_format"] in ("bfloat16", "tf32") for _, cfg in _sets(instr)):
+        assert overflow_rows > 0            # the rows of wide formats do decide rz_overflow
 
 
 def test_mmasim_validated_presets_say_so():
