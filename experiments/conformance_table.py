@@ -26,7 +26,7 @@ import numpy as np
 
 import fp8sim
 from fp8sim.gemm import dot_rows
-from fp8sim.hardware import PACKED_VECTORS, has_vectors, load_vectors, tensor_core
+from fp8sim.hardware import PACKED_VECTORS, has_vectors, load_vectors, measured_instruction, tensor_core
 
 try:
     from ._common import out_dir, script_parser, write_json
@@ -46,7 +46,7 @@ def addend(gpu, fmt_dir, c):
 
 def check_set(root, gpu, fmt_dir):
     v = load_vectors(root, gpu, fmt_dir)
-    unit = tensor_core(gpu, v["in_format"], instruction="mma.sync")  # the measured instruction
+    unit = tensor_core(gpu, v["in_format"], instruction=measured_instruction(gpu, fmt_dir))  # the measured one
     got = dot_rows(v["a"], v["b"], addend(gpu, fmt_dir, v["c"]), unit=unit)
     row = {"gpu": gpu, "format": fmt_dir, "unit": unit.name, "block": unit.block, "align_bits": unit.align_bits,
            "out_frac_bits": unit.out_frac_bits, "rows": len(got),
@@ -109,40 +109,78 @@ def mmasim_rows(path=MMASIM_VECTORS):
 _DIR_OF = {"float16": "fp16", "bfloat16": "bf16", "tf32": "tf32", "float8_e4m3fn": "E4M3", "float8_e5m2": "E5M2"}
 
 
-def preset_rows(measured, mmasim):
+def preset_rows(measured, mmasim, captured=None):
     """One row per preset (FP32 output), plus the FP16-output presets that have data."""
     from fp8sim.hardware import presets
 
+    captured = captured or {}
     meas = {(r["gpu"], _DIR_OF.get(r["format"], r["format"])): r for r in measured}
     rows = []
     keys = [(g, i, f, f, "float32") for g, i, f, _ in presets()]
     keys += [k for k in mmasim if k not in keys]
+    keys += [k for k in captured if k not in keys]
     keys += [(r["gpu"], "mma.sync", r["in_format"], r["in_format"], "float16") for r in measured
              if "fp16_matched" in r and (r["gpu"], "mma.sync", r["in_format"], r["in_format"], "float16") not in keys]
     for g, i, fa, fb, of in sorted(keys):
         r = {"gpu": g, "instruction": i, "a_format": fa, "b_format": fb, "out_format": of}
-        m = meas.get((g, _DIR_OF.get(fa, "?"))) if i == "mma.sync" and fa == fb else None
+        d = _DIR_OF.get(fa, "?")
+        m = meas.get((g, d)) if fa == fb and i == measured_instruction(g, d, "fp32" if of == "float32" else "fp16") \
+            else None
         if m is not None:
             got = m["fp32_matched"] if of == "float32" else m.get("fp16_matched")
             if got is not None:
                 r["measured"] = [got, m["rows"]]
         if (g, i, fa, fb, of) in mmasim:
             r["mmasim"] = list(mmasim[(g, i, fa, fb, of)])
+        if (g, i, fa, fb, of) in captured:
+            r["captured"] = list(captured[(g, i, fa, fb, of)])
         rows.append(r)
     return rows
+
+
+def captured_rows():
+    """{(gpu, instruction, a format, b format, "float32"): (outputs matched, outputs)} over the outputs
+    captured on an H100: whole cuBLAS GEMMs (experiments/gpu_capture.py; the epilogue's BF16 / FP16
+    roundings included; NaN encodings aside) and single mma.sync tiles (experiments/probe_mma.py)."""
+    try:
+        from . import gpu_capture, probe_mma
+    except ImportError:  # run as a script
+        import gpu_capture
+        import probe_mma
+    out = {}
+
+    def add(key, matched, total):
+        m, n = out.get(key, (0, 0))
+        out[key] = (m + matched, n + total)
+
+    if gpu_capture.DATA.is_file():
+        arrays, meta = gpu_capture.load(gpu_capture.DATA)
+        for r in gpu_capture.check_all(arrays, meta):
+            gpu, rest = r["sim"].split(", promote_every")[0].split(":", 1)
+            fmts, instr = rest.split("@", 1)
+            fa, fb = fmts.split(",") if "," in fmts else (fmts, fmts)
+            add((gpu, instr, fa, fb, "float32"), r["equal"] + r["nan_encoding_only"], r["outputs"])
+    if probe_mma.TILES.is_file():
+        fit = probe_mma.fit_tiles(probe_mma.TILES, quiet=True)
+        for name, r in fit.items():
+            fa = fp8sim.get_format(probe_mma.KINDS[probe_mma.TILE_SETS[name][0]][0]).name
+            add(("H100", "mma.sync", fa, "float8_e4m3fn", "float32"), r["preset"], r["outputs"])
+    return out
 
 
 def preset_markdown(rows):
     def short(f):
         return fp8sim.get_format(f).name.replace("float8_", "").replace("float6_", "").replace("float4_", "")
 
-    lines = ["| GPU | instruction | inputs | output | measured rows matched | MMA-Sim rows matched |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| GPU | instruction | inputs | output | measured rows matched | H100 captures matched "
+             "| MMA-Sim rows matched |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         ins = short(r["a_format"]) + ("" if r["b_format"] == r["a_format"] else " x " + short(r["b_format"]))
         meas = f"{r['measured'][0]} / {r['measured'][1]}" if "measured" in r else "-"
+        cap = f"{r['captured'][0]} / {r['captured'][1]}" if "captured" in r else "-"
         sim = f"{r['mmasim'][0]} / {r['mmasim'][1]}" if "mmasim" in r else "-"
-        lines.append(f"| {r['gpu']} | {r['instruction']} | {ins} | {short(r['out_format'])} | {meas} | {sim} |")
+        lines.append(f"| {r['gpu']} | {r['instruction']} | {ins} | {short(r['out_format'])} | {meas} | {cap} "
+                     f"| {sim} |")
     return "\n".join(lines)
 
 
@@ -156,7 +194,7 @@ def main(argv=None):
         r["in_format"] = fp8sim.get_format(load_vectors(args.vectors, r["gpu"], r["format"])["in_format"]).name
     table = markdown(rows)
     print(table)
-    presets_table = preset_rows(rows, mmasim_rows()) if MMASIM_VECTORS.is_file() else []
+    presets_table = preset_rows(rows, mmasim_rows(), captured_rows()) if MMASIM_VECTORS.is_file() else []
     per_preset = preset_markdown(presets_table)
     print()
     print(per_preset)

@@ -222,28 +222,36 @@ class FMAUnit:
 
 @dataclass(frozen=True)
 class SplitFP16Unit:
-    """FP8 ``mma.sync`` with FP16 output on Hopper and Blackwell, as the measured rows show it.
+    """FP8 ``mma.sync`` on Hopper (and, with FP16 output, Blackwell): an emulation on the FP16 path.
 
     Per block of 32 products (k = 0 ... 31 within the block), with
     ``G1 = {k : k mod 4 in (0, 1)}`` and ``G2 = {k : k mod 4 in (2, 3)}``:
     ``t1 = step(G1 products, C = 0)``, ``t2 = step(G2 products, C = t1)``,
-    ``D = round_fp16(t2 + C)`` (one nearest-even rounding, FP16's range,
-    overflow to Inf), where ``step`` is the FP16-input, FP16-output unit of
-    the same GPU (16 products, F = 25, each step rounded to nearest with 10
-    fraction bits; the FP8 inputs are FP16 values exactly, and their
-    exponents are those of FP16).  Over K, each block's D is the next
-    block's C (an assumption: the measured rows have K = 32).  It fits every
-    FP16-output row of the H100 and B200 E4M3 and E5M2 sets (5000 each,
-    with the addend C the sets hold), consistent with FP8 ``mma.sync`` being
-    emulated on FP16 tensor cores.  The scalar twin is
+    ``D = round(t2 + C)`` (one nearest-even rounding to ``out_format``,
+    overflow to Inf), where ``step`` is the FP16-input unit of the same GPU
+    with the same output (16 products, F = 25; each step truncated to FP32,
+    or rounded to nearest FP16 for FP16 output; the FP8 inputs are FP16
+    values exactly, and their exponents are those of FP16).  Over K, each
+    block's D is the next block's C.
+
+    What measured it: FP16 output, every FP16-output row of the H100 and
+    B200 E4M3 and E5M2 sets (5000 each, K = 32, with their addend C); FP32
+    output, 40,960 outputs of ``mma.sync.m16n8k32`` E4M3 x E4M3 and E5M2 x
+    E4M3 on an H100, random operands and C, K = 32 and chained to K = 128
+    (``tests/data/h100_mma_sync_fp8.npz``, ``experiments/probe_mma.py``):
+    every one bit-exact.  The scalar twin is
     :func:`fp8sim.reference.split_fp16_dot`.
 
     Parameters
     ----------
     step : BlockFMA
-        The FP16-input, FP16-output step (``tensor_core(gpu, "float16", out_format="float16")``).
+        The FP16-input step of the same GPU: ``tensor_core(gpu, "float16",
+        out_format=out_format, instruction="mma.sync")``.
     in_format, b_format : FloatFormat or str
         The FP8 operand formats.
+    out_format : FloatFormat or str
+        ``"float16"`` (default) or ``"float32"``: the format of the step's
+        output and of the final addition of C.
     """
 
     step: BlockFMA
@@ -251,12 +259,20 @@ class SplitFP16Unit:
     b_format: FloatFormat | None = None
     block: int = 32
     name: str = ""
+    out_format: FloatFormat = "float16"
 
     def __post_init__(self):
         object.__setattr__(self, "in_format", get_format(self.in_format))
         object.__setattr__(self, "b_format", self.in_format if self.b_format is None else get_format(self.b_format))
+        object.__setattr__(self, "out_format", get_format(self.out_format))
         if not isinstance(self.step, BlockFMA) or self.step.in_format.name != "float16":
             raise ValueError("step must be a BlockFMA with float16 inputs (the FP16 path of the same GPU)")
+        if self.out_format.name not in ("float16", "float32"):
+            raise ValueError(f"out_format must be 'float16' or 'float32', got {self.out_format.name!r}")
+        step_out = "float16" if (self.step.step_format is not None and self.step.step_format.name == "float16") \
+            else "float32"
+        if step_out != self.out_format.name:
+            raise ValueError(f"step rounds to {step_out}, out_format is {self.out_format.name}: they must agree")
         if self.block != 32:
             raise ValueError(f"block must be 32 (two groups of 16 products), got {self.block!r}")
 
@@ -284,7 +300,14 @@ def split_fp16_chain(a, b, c, unit: SplitFP16Unit, *, paired=False, tile_elems=N
         t1 = part(i1, np.zeros_like(out))
         t2 = part(i2, t1)
         with np.errstate(invalid="ignore", over="ignore"):
-            out = quantize(t2 + out, "float16")  # both FP16-grid values: the float64 sum is exact
+            if unit.out_format.name == "float16":
+                out = quantize(t2 + out, "float16")  # both FP16-grid values: the float64 sum is exact
+            else:
+                s = t2 + out                         # Inf and NaN as IEEE 754 gives them
+                hi, lo = two_sum(t2, out)
+                fin = np.isfinite(hi) & np.isfinite(lo)
+                out = np.where(fin, round_pair(np.where(fin, hi, 0.0), np.where(fin, lo, 0.0), unit.out_format,
+                                               "nearest_even", "infinity"), s)
     return out
 
 

@@ -92,9 +92,17 @@ for _instr, _how in (("mma.sync", MEASURED), ("wgmma", MMASIM + "; the same para
          _how + _cap.format(what="torch.matmul, FP16 / BF16 output"))
     _add(["H100"], _instr, ["tf32"], (8, 25, 23, "toward_zero", True),
          _how + "; " + CAPTURED.format(what="torch.matmul with TF32, kernel on " + _instr))
-    _add(["H100"], _instr, _FP8, (32, 13, 13, "toward_zero", True), _how + _cap.format(
-        what="torch._scaled_mm E4M3 x E4M3 and E5M2 x E4M3, use_fast_accum True and False (promotion every "
-             "128), FP32 / BF16 / FP16 output"))
+_add(["H100"], "wgmma", _FP8, (32, 13, 13, "toward_zero", True),
+     "measured rows (hw-vectors H100 E4M3 / E5M2, FP32 output, run with C = 0): every row bit-exact; "
+     + MMASIM + "; " + CAPTURED.format(
+         what="torch._scaled_mm E4M3 x E4M3 and E5M2 x E4M3, use_fast_accum True and False (promotion every "
+              "128), FP32 / BF16 / FP16 output"))
+#: H100 FP8 mma.sync is an emulation on the FP16 path (SplitFP16Unit; the parameters describe its FP16
+#: steps: 16 products, F = 25, truncated to FP32, then C added with one nearest-even FP32 rounding)
+_add(["H100"], "mma.sync", _FP8, (32, 25, 23, "toward_zero", False, "nearest_even"),
+     "measured on an H100 (tests/data/h100_mma_sync_fp8.npz: 40,960 outputs of mma.sync.m16n8k32 E4M3 x E4M3 "
+     "and E5M2 x E4M3, random operands and C, K = 32 to 128; tests/data/h100_mma_probe.json: C's corner "
+     "cases): every output bit-exact; not the 13-bit unit of wgmma")
 _add(["B200"], "mma.sync", ["float16", "bfloat16"], (16, 25, 23, "toward_zero", True), MEASURED)
 _add(["B200"], "mma.sync", ["tf32"], (8, 25, 23, "toward_zero", True), MEASURED)
 _add(["B200"], "mma.sync", _FP8, (32, 25, 23, "toward_zero", False, "nearest_even"),
@@ -221,6 +229,9 @@ def tensor_core(gpu: str, in_format: FormatLike, out_format: FormatLike = "float
     block, align, frac, rnd, c_in, c_round, _ = params
     name = _unit_name(key, fmt, fb, instr)
     out = get_format(out_format).name
+    if out == "float32" and fmt.name in _FP8 and instr == "mma.sync" and key == "H100":
+        step = tensor_core(key, "float16", instruction="mma.sync")
+        return SplitFP16Unit(step, fmt, b_format=fb, out_format="float32", name=name)
     if out == "float32":
         return BlockFMA(fmt, block, align, frac, rnd, c_in, c_round, name=name, b_format=fb)
     if out != "float16":
@@ -229,7 +240,7 @@ def tensor_core(gpu: str, in_format: FormatLike, out_format: FormatLike = "float
         raise ValueError("mixed operands: FP16 output is not modelled")
     if fmt.name in _FP8 and instr == "mma.sync" and key in ("H100", "B200"):
         step = tensor_core(key, "float16", out_format="float16", instruction="mma.sync")
-        return SplitFP16Unit(step, fmt, name=name + ":fp16out")
+        return SplitFP16Unit(step, fmt, name=name + ":fp16out", out_format="float16")
     return BlockFMA(fmt, block, align, 10, "nearest_even", c_in, "nearest_even", name=name + ":fp16out", b_format=fb,
                     step_format="float16")
 
@@ -337,6 +348,22 @@ def validation(unit) -> str:
 
 
 # --- conformance data ----------------------------------------------------------
+
+def measured_instruction(gpu, fmt_dir, output="fp32"):
+    """The instruction whose preset a measured set (hw-vectors) belongs to.
+
+    Every set is ``mma.sync`` except H100 FP8 with FP32 output: run with
+    C = 0 (as wgmma's scale-d = 0 does), its rows fit the 13-bit model of
+    ``wgmma`` (confirmed on whole cuBLAS GEMMs captured on an H100), not the
+    H100's FP8 ``mma.sync``, which an H100 shows to be an FP16-path emulation
+    (``tests/data/h100_mma_sync_fp8.npz``).
+
+    >>> measured_instruction("H100", "E4M3"), measured_instruction("H100", "E4M3", "fp16")
+    ('wgmma', 'mma.sync')
+    """
+    if gpu == "H100" and fmt_dir in ("E4M3", "E5M2") and output == "fp32":
+        return "wgmma"
+    return "mma.sync"
 
 _DIR_FORMAT = {"fp16": "float16", "bf16": "bfloat16", "tf32": "tf32", "E4M3": "float8_e4m3fn", "E5M2": "float8_e5m2"}
 

@@ -219,8 +219,8 @@ def split_fp16_dot(a, b, c, unit) -> float:
 
     For each block of 32: the products at k mod 4 in (0, 1) through
     ``unit.step`` from C = 0, then those at k mod 4 in (2, 3) with that
-    result as C, then the block's C added with one nearest-even FP16
-    rounding.
+    result as C, then the block's C added with one nearest-even rounding
+    to ``unit.out_format`` (FP16 or FP32).
 
     >>> from fp8sim.hardware import tensor_core
     >>> split_fp16_dot([1.0] * 32, [0.5] * 32, 0.25, tensor_core("H100", "e4m3", out_format="float16",
@@ -240,7 +240,7 @@ def split_fp16_dot(a, b, c, unit) -> float:
         elif math.isinf(t2) or math.isinf(c):
             c = t2 if math.isinf(t2) else c
         else:
-            c = quantize_scalar(Fraction(t2) + Fraction(c), "float16", "nearest_even", "infinity")
+            c = quantize_scalar(Fraction(t2) + Fraction(c), unit.out_format, "nearest_even", "infinity")
     return c
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from fp8sim import matmul
 from fp8sim.gemm import dot_rows
-from fp8sim.hardware import PACKED_VECTORS, VECTOR_SETS, load_vectors, tensor_core
+from fp8sim.hardware import PACKED_VECTORS, VECTOR_SETS, load_vectors, measured_instruction, tensor_core
 
 SETS = VECTOR_SETS
 
@@ -51,7 +51,7 @@ def addend(gpu, fmt_dir, v):
 def test_every_row_bit_exact_through_matmul(root, gpu, fmt_dir):
     v = load_vectors(root, gpu, fmt_dir)
     assert v["a"].shape[0] == 5000
-    unit = tensor_core(gpu, v["in_format"], instruction="mma.sync")  # the instruction the rows were measured with
+    unit = tensor_core(gpu, v["in_format"], instruction=measured_instruction(gpu, fmt_dir))  # the measured one
     c = addend(gpu, fmt_dir, v)
     got = np.array([matmul(v["a"][i:i + 1], v["b"][i][:, None], c[i], unit=unit)[0, 0] for i in range(len(c))])
     got_bits = got.astype(np.float32).view(np.uint32)
