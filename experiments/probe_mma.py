@@ -13,9 +13,12 @@ of B one code, of C one value), so no fragment layout is involved: every
 one of the warp's 128 results must carry the same bits (checked, recorded
 as ``all_equal``).  Instructions: ``m16n8k32`` E4M3 x E4M3 and E5M2 x E4M3
 (K = 32, F = 13 on Hopper: where the subnormal-C choice matters) and
-``m16n8k16`` BF16 (K = 16).  ``--run`` needs only NumPy, ``nvcc`` and a
-GPU; the check needs fp8sim and compares bit patterns with the H100
-``mma.sync`` presets under each choice.
+``m16n8k16`` BF16 (K = 16); the same cases through ``wgmma`` (E4M3 and
+BF16, ``probe_wgmma.cu``: A in registers, B in shared memory filled with
+one code, so no layout is involved either); and random FP8 tiles
+(``mma_tiles.cu``).  ``--run`` needs only NumPy, ``nvcc`` and a GPU; the
+check needs fp8sim and compares bit patterns with the H100 presets under
+each choice.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ KINDS = {0: ("e4m3", "e4m3", 32), 1: ("bfloat16", "bfloat16", 16), 2: ("e5m2", "
 #: has more than 13 fraction bits: the products' sum S is 2069.25 after E8M13 truncation, 2069.375 before)
 B_PATTERN = (0x78, 0x45, 0x55, 0x2B, 0x34, 0x6F, 0x5A, 0x6D)
 
+#: the kinds probe_wgmma.cu runs, with their instructions
+WGMMA_KINDS = {0: "wgmma.m64n8k32.f32.e4m3.e4m3", 1: "wgmma.m64n8k16.f32.bf16.bf16"}
 E4M3_ONE, E4M3_MINUS_ONE, E4M3_NAN = 0x38, 0xB8, 0x7F
 BF16_ONE, BF16_TWO = 0x3F80, 0x4000
 
@@ -177,6 +182,14 @@ def run(out, tiles_out=None):
         fin.write_bytes(struct.pack("<i", len(CASES)) + b"".join(_record(k, a, b, c) for _, k, a, b, c in CASES))
         subprocess.run([str(exe), str(fin), str(fout)], check=True)
         raw = np.frombuffer(fout.read_bytes(), dtype="<u4").reshape(-1, 2)
+        # the same uniform cases through wgmma (E4M3 and BF16): C inside wgmma's alignment
+        wexe, wfin, wfout = Path(tmp) / "wprobe", Path(tmp) / "win.bin", Path(tmp) / "wout.bin"
+        subprocess.run([nvcc, "-O2", "-gencode", "arch=compute_90a,code=sm_90a", "-o", str(wexe),
+                        str(HERE / "probe_wgmma.cu")], check=True)
+        wcases = [cs for cs in CASES if cs[1] in WGMMA_KINDS]
+        wfin.write_bytes(struct.pack("<i", len(wcases)) + b"".join(_record(k, a, b, c) for _, k, a, b, c in wcases))
+        subprocess.run([str(wexe), str(wfin), str(wfout)], check=True)
+        wraw = np.frombuffer(wfout.read_bytes(), dtype="<u4").reshape(-1, 2)
         if tiles_out:
             run_tiles(tmp, nvcc, tiles_out)
         nvcc_version = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
@@ -188,6 +201,10 @@ def run(out, tiles_out=None):
         "cases": [{"label": lab, "kind": k, "instruction": _instruction(k), "a_code": hex(a), "b_code": _code(b),
                    "c_bits": f"0x{c:08x}", "d_bits": f"0x{int(d):08x}", "all_equal": bool(same)}
                   for (lab, k, a, b, c), (d, same) in zip(CASES, raw)],
+        "wgmma_cases": [{"label": lab, "kind": k, "instruction": WGMMA_KINDS[k], "a_code": hex(a),
+                         "b_code": _code(b), "c_bits": f"0x{c:08x}", "d_bits": f"0x{int(d):08x}",
+                         "all_equal": bool(same)}
+                        for (lab, k, a, b, c), (d, same) in zip(wcases, wraw)],
     }
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(record, indent=1) + "\n")
@@ -256,6 +273,18 @@ def check(data=DATA):
             row[name] = ("-" if sim is None else "equal" if sim == gpu
                          else "NaN encoding" if _nan(sim) and _nan(gpu) else f"0x{sim:08x}")
         rows.append(row)
+    wvariants = {"fp8sim (wgmma preset)": {"instruction": "wgmma"},
+                 "c_subnormal_exponent='true'": {"instruction": "wgmma", "c_subnormal_exponent": "true"},
+                 "rz_overflow='max'": {"instruction": "wgmma", "rz_overflow": "max"}}
+    wrows = []
+    for case in record.get("wgmma_cases", []):
+        gpu = int(case["d_bits"], 16)
+        row = {**case}
+        for name, ch in wvariants.items():
+            sim = simulate(case, **ch)
+            row[name] = ("-" if sim is None else "equal" if sim == gpu
+                         else "NaN encoding" if _nan(sim) and _nan(gpu) else f"0x{sim:08x}")
+        wrows.append(row)
     print(f"{record['gpu']}, {record['nvcc']}, {record['date']}")
     print()
     print("| instruction | case | GPU D | all 128 equal | " + " | ".join(variants) + " |")
@@ -263,7 +292,19 @@ def check(data=DATA):
     for r in rows:
         print(f"| `{r['instruction']}` | {r['label']} | {r['d_bits']} | {r['all_equal']} | "
               + " | ".join(r[v] for v in variants) + " |")
-    return rows
+    if wrows:
+        print("\nThe same uniform cases through wgmma (C inside the 13-bit alignment for E4M3):\n")
+        print("| instruction | case | GPU D | all 512 equal | " + " | ".join(wvariants) + " |")
+        print("|---|---|---|---|---|---|---|")
+        for r in wrows:
+            print(f"| `{r['instruction']}` | {r['label']} | {r['d_bits']} | {r['all_equal']} | "
+                  + " | ".join(r[v] for v in wvariants) + " |")
+        for name in wvariants:
+            n_eq = sum(r[name] == "equal" for r in wrows)
+            n_nan = sum(r[name] == "NaN encoding" for r in wrows)
+            print(f"  {name}: {n_eq} bit-identical, {n_nan} NaN encoding only, "
+                  f"{len(wrows) - n_eq - n_nan} differ, of {len(wrows)}")
+    return rows, wrows
 
 
 def tile_rows(arrays, name):

@@ -83,9 +83,12 @@ class BlockFMA:
         TF32 and ``wgmma`` BF16 kernels, and MMA-Sim's choice) or ``"max"``
         (IEEE 754's toward-zero rounding, the largest finite value).
     c_subnormal_exponent : str
-        The exponent a subnormal C brings to the alignment: ``"true"`` (its
-        own, fp8sim's default) or ``"emin"`` (the format's minimum normal
-        exponent, -126 for FP32: MMA-Sim's choice).  No measurement decides.
+        The exponent a subnormal C brings to the alignment: ``"emin"`` (the
+        default: the format's minimum normal exponent, -126 for FP32; what
+        an H100's ``wgmma`` does, measured in
+        ``tests/data/h100_mma_probe.json``, and MMA-Sim's choice) or
+        ``"true"`` (its own exponent).  With 13 alignment bits they differ
+        in the sign of a subnormal C truncated to zero (``"emin"``: +0).
 
     Examples
     --------
@@ -108,7 +111,7 @@ class BlockFMA:
     b_format: FloatFormat | None = None
     step_format: FloatFormat | None = None
     rz_overflow: str = "inf"
-    c_subnormal_exponent: str = "true"
+    c_subnormal_exponent: str = "emin"
 
     def __post_init__(self):
         for field, allowed in (("rz_overflow", ("max", "inf")), ("c_subnormal_exponent", ("true", "emin"))):
@@ -170,12 +173,11 @@ class BlockFMA:
     @property
     def default_choices(self) -> bool:
         """Whether the choices for corner cases are fp8sim's defaults."""
-        return self.rz_overflow == "inf" and self.c_subnormal_exponent == "true"
+        return self.rz_overflow == "inf" and self.c_subnormal_exponent == "emin"
 
     def with_mmasim_choices(self) -> BlockFMA:
-        """This unit with MMA-Sim's choices for the corner cases (a truncated overflow gives Inf,
-        as fp8sim's default and the H100 do; a subnormal C aligns at the minimum normal exponent,
-        which no measurement decides).
+        """This unit with MMA-Sim's choices for the corner cases: a truncated overflow gives Inf and
+        a subnormal C aligns at the minimum normal exponent, as fp8sim's defaults and the H100 do.
 
         >>> import fp8sim
         >>> u = fp8sim.hardware.tensor_core("H100", "bf16")
@@ -468,7 +470,8 @@ class _Plan:
         # at or above min_exp + 127 is a real exponent (of a product or of a normal C)
         # (its range conditions keep every result below 2**127, so rz_overflow never applies there)
         bit_step = (unit.c_in_alignment and unit.out_rounding == "toward_zero" and unit.step_format is None
-                    and unit.c_subnormal_exponent == "true"
+                    # (and C there is normal whenever its exponent is the largest: both
+                    # c_subnormal_exponent choices give the same alignment)
                     and self.no_exp + pr.top < lo)
         self.f32 = small and narrow and bit_step
         # the float64 step on bits (_align_and_sum_f64) for the other truncating units

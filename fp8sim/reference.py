@@ -555,7 +555,7 @@ def _block(a, b, c, unit) -> float:
     acc = get_format(step_fmt) if step_fmt is not None else FloatFormat(8, unit.out_frac_bits, 127)
     if unit.c_in_alignment and cf != 0:
         ec = floor_log2(abs(cf))
-        if getattr(unit, "c_subnormal_exponent", "true") == "emin":
+        if getattr(unit, "c_subnormal_exponent", "emin") == "emin":
             ec = max(ec, acc.emin)
         exps.append(ec)
     total = Fraction(0)

@@ -310,8 +310,8 @@ def test_unit_strings_name_the_instruction():
         tensor_core("RTX50", "bfloat16")
 
 
-@pytest.mark.parametrize("choices", [dict(rz_overflow="max"), dict(c_subnormal_exponent="emin"),
-                                     dict(rz_overflow="max", c_subnormal_exponent="emin")])
+@pytest.mark.parametrize("choices", [dict(rz_overflow="max"), dict(c_subnormal_exponent="true"),
+                                     dict(rz_overflow="max", c_subnormal_exponent="true")])
 @pytest.mark.parametrize("fmt", ["bfloat16", "e4m3", "tf32"])
 def test_undecided_choices_engine_equals_twin(choices, fmt, rng):
     """The parameters for the choices no measurement decides, on data where they matter."""

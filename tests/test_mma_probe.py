@@ -128,8 +128,31 @@ def test_presets_say_what_measured_them():
     assert "hw-vectors" in validation(tensor_core("H100", "e4m3"))       # wgmma: the C = 0 measured rows
 
 
+@pytest.mark.parametrize("i", range(58))
+def test_wgmma_probe_case_bit_exact(probe, i):
+    """The uniform cases through wgmma: the 13-bit unit with C in the alignment, a subnormal C aligned
+    at -126 (c_subnormal_exponent="emin", the default), a truncated overflow Inf."""
+    case = probe["wgmma_cases"][i]
+    assert case["all_equal"]
+    gpu = int(case["d_bits"], 16)
+    sim = probe_mma.simulate(case, instruction="wgmma")
+    if _is_nan(gpu):
+        assert gpu == 0x7FFFFFFF and _is_nan(sim)
+    else:
+        assert sim == gpu, f"{case['label']}: fp8sim 0x{sim:08x}, GPU {case['d_bits']}"
+
+
+def test_wgmma_probe_decides_the_subnormal_c_choice(probe):
+    assert len(probe["wgmma_cases"]) == 58
+    differ = [c["label"] for c in probe["wgmma_cases"]
+              if probe_mma.simulate(c, instruction="wgmma", c_subnormal_exponent="true") != int(c["d_bits"], 16)
+              and not _is_nan(int(c["d_bits"], 16))]
+    assert differ == ["zero products, C = -2^-145"]           # "true" keeps the sign: -0; the H100 gives +0
+
+
 def test_check_script_runs(capsys):
-    rows = probe_mma.check()
+    rows, wrows = probe_mma.check()
+    assert all(r["fp8sim (wgmma preset)"] in ("equal", "NaN encoding") for r in wrows)
     fit = probe_mma.fit_tiles()
     assert all(r["fp8sim (mma.sync preset)"] in ("equal", "NaN encoding") for r in rows)
     assert all(r["preset"] == r["outputs"] for r in fit.values())
