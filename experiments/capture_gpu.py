@@ -62,6 +62,7 @@ import json
 import platform
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -314,58 +315,45 @@ def capture(out, device, seeds, seed=0, min_gemm=MIN_GEMM):
     torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
     run = Runner(torch, device)
     arrays, meta = {}, {"sets": {}, "seed": seed, "min_gemm": min_gemm, "dists": list(DISTS)}
+    def tiled(name, M, N, key, gemm, info):
+        """One product in a GEMM tiled to at least min_gemm, and at its own shape: first tile stored."""
+        reps = info["reps"]
+        try:
+            big, small = gemm(reps, label=key), gemm(1, label=key + "@small")
+        except (RuntimeError, TypeError) as e:  # a pair or call (mm(out_dtype=)) this GPU or build lacks
+            info["error"][key] = str(e).splitlines()[0]
+            return
+        tiles = _bits(big).reshape(reps, M, reps, N).transpose(0, 2, 1, 3)
+        first = tiles[0, 0]
+        info["tiles_equal"][key] = bool((tiles == first).all())
+        sb = _bits(small)
+        info["small_shape_differs"][key] = int((sb != first).sum())
+        arrays[key] = first
+        if (sb != first).any():
+            arrays[key + "@small"] = sb
+
+    def one_set(name, M, K, N, x, cases):
+        for key, v in x.items():
+            arrays[f"{name}/{key}"] = v
+        info = {"M": M, "K": K, "N": N, "reps": -(-min_gemm // min(M, N)), "tiles_equal": {},
+                "small_shape_differs": {}, "error": {}}
+        for key, gemm in cases:
+            tiled(name, M, N, key, gemm, info)
+        meta["sets"][name] = info
+        print(name, json.dumps({k: v for k, v in info.items() if k != "error"}), info["error"] or "", flush=True)
+
     for name, (M, K, N) in SETS.items():
         x = set_inputs(torch, name, M, K, N, seed)
-        for key, v in x.items():
-            arrays[f"{name}/{key}"] = v
-        reps = -(-min_gemm // min(M, N))
-        info = {"M": M, "K": K, "N": N, "reps": reps, "tiles_equal": {}, "small_shape_differs": {}, "error": {}}
-        for pair in PAIRS:
-            a_fmt = pair.split("_")[0]
-            for fast in (True, False):
-                for o in OUTS:
-                    key = f"{name}/{pair}/{'fast' if fast else 'split'}/{o}"
-                    try:
-                        big = run.gemm(x[f"a_{a_fmt}"], x["bt_e4m3"], a_fmt, fast, o, reps, label=key)
-                        small = run.gemm(x[f"a_{a_fmt}"], x["bt_e4m3"], a_fmt, fast, o, 1, label=key + "@small")
-                    except RuntimeError as e:           # a pair this GPU or build does not offer
-                        info["error"][key] = str(e).splitlines()[0]
-                        continue
-                    tiles = _bits(big).reshape(reps, M, reps, N).transpose(0, 2, 1, 3)
-                    first = tiles[0, 0]
-                    info["tiles_equal"][key] = bool((tiles == first).all())
-                    sb = _bits(small)
-                    info["small_shape_differs"][key] = int((sb != first).sum())
-                    arrays[key] = first
-                    if (sb != first).any():
-                        arrays[key + "@small"] = sb
-        meta["sets"][name] = info
-        print(name, json.dumps({k: v for k, v in info.items() if k != "error"}), info["error"] or "", flush=True)
+        cases = [(f"{name}/{pair}/{'fast' if fast else 'split'}/{o}",
+                  partial(run.gemm, x[f"a_{pair.split('_')[0]}"], x["bt_e4m3"], pair.split("_")[0], fast, o))
+                 for pair in PAIRS for fast in (True, False) for o in OUTS]
+        one_set(name, M, K, N, x, cases)
     for name, (M, K, N) in DENSE_SETS.items():
         x = dense_inputs(torch, name, M, K, N, seed)
-        for key, v in x.items():
-            arrays[f"{name}/{key}"] = v
-        reps = -(-min_gemm // min(M, N))
-        info = {"M": M, "K": K, "N": N, "reps": reps, "tiles_equal": {}, "small_shape_differs": {}, "error": {}}
-        for kind in DENSE_KINDS[name]:
-            key = f"{name}/{kind}"
-            src = "bf16" if kind == "bf16f32" else kind
-            try:
-                big = run.dense(x[f"a_{src}"], x[f"bt_{src}"], kind, reps, label=key)
-                small = run.dense(x[f"a_{src}"], x[f"bt_{src}"], kind, 1, label=key + "@small")
-            except (RuntimeError, TypeError) as e:      # a torch without mm(out_dtype=)
-                info["error"][key] = str(e).splitlines()[0]
-                continue
-            tiles = _bits(big).reshape(reps, M, reps, N).transpose(0, 2, 1, 3)
-            first = tiles[0, 0]
-            info["tiles_equal"][key] = bool((tiles == first).all())
-            sb = _bits(small)
-            info["small_shape_differs"][key] = int((sb != first).sum())
-            arrays[key] = first
-            if (sb != first).any():
-                arrays[key + "@small"] = sb
-        meta["sets"][name] = info
-        print(name, json.dumps({k: v for k, v in info.items() if k != "error"}), info["error"] or "", flush=True)
+        src = {"bf16f32": "bf16"}
+        cases = [(f"{name}/{kind}", partial(run.dense, x[f"a_{src.get(kind, kind)}"], x[f"bt_{src.get(kind, kind)}"],
+                                            kind)) for kind in DENSE_KINDS[name]]
+        one_set(name, M, K, N, x, cases)
     # the accumulation-error statistic: outputs only, inputs regenerated from the seed
     M, K, N = STATS_SHAPE
 

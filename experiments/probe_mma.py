@@ -259,13 +259,10 @@ def _nan(bits):
     return (bits & 0x7F800000) == 0x7F800000 and (bits & 0x007FFFFF) != 0
 
 
-def check(data=DATA):
-    """Each case under fp8sim's defaults and under the alternative choices."""
-    record = json.loads(Path(data).read_text())
-    variants = {"fp8sim (mma.sync preset)": {}, "13-bit wgmma model": {"instruction": "wgmma"},
-                "rz_overflow='max'": {"rz_overflow": "max"}}
+def _compare(cases, variants):
+    """Each case with, per variant, "equal", "NaN encoding" or fp8sim's bits; "-" where it does not apply."""
     rows = []
-    for case in record["cases"]:
+    for case in cases:
         gpu = int(case["d_bits"], 16)
         row = {**case}
         for name, ch in variants.items():
@@ -273,18 +270,19 @@ def check(data=DATA):
             row[name] = ("-" if sim is None else "equal" if sim == gpu
                          else "NaN encoding" if _nan(sim) and _nan(gpu) else f"0x{sim:08x}")
         rows.append(row)
+    return rows
+
+
+def check(data=DATA):
+    """Each case under fp8sim's defaults and under the alternative choices."""
+    record = json.loads(Path(data).read_text())
+    variants = {"fp8sim (mma.sync preset)": {}, "13-bit wgmma model": {"instruction": "wgmma"},
+                "rz_overflow='max'": {"rz_overflow": "max"}}
     wvariants = {"fp8sim (wgmma preset)": {"instruction": "wgmma"},
                  "c_subnormal_exponent='true'": {"instruction": "wgmma", "c_subnormal_exponent": "true"},
                  "rz_overflow='max'": {"instruction": "wgmma", "rz_overflow": "max"}}
-    wrows = []
-    for case in record.get("wgmma_cases", []):
-        gpu = int(case["d_bits"], 16)
-        row = {**case}
-        for name, ch in wvariants.items():
-            sim = simulate(case, **ch)
-            row[name] = ("-" if sim is None else "equal" if sim == gpu
-                         else "NaN encoding" if _nan(sim) and _nan(gpu) else f"0x{sim:08x}")
-        wrows.append(row)
+    rows = _compare(record["cases"], variants)
+    wrows = _compare(record.get("wgmma_cases", []), wvariants)
     print(f"{record['gpu']}, {record['nvcc']}, {record['date']}")
     print()
     print("| instruction | case | GPU D | all 128 equal | " + " | ".join(variants) + " |")
