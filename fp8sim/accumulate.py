@@ -596,8 +596,20 @@ def _align_and_sum_f64(plan, E, terms, c):
     else:
         ts = pow2(shift)
     terms *= ts
-    np.trunc(terms, out=terms)
-    s = terms.sum(axis=0, dtype=np.float64)
+    ibuf = getattr(plan, "ibuf", None)
+    if ibuf is not None and terms.dtype == np.float32:
+        # each scaled product lies below 2**(F + 2) (significands below 2 each): converting to int32
+        # truncates it exactly, and sums of int32_chunk = 2**(28 - F) of them stay below 2**30
+        k = terms.shape[0]
+        ib = ibuf[:k, :terms.shape[1]]
+        np.copyto(ib, terms, casting="unsafe")
+        q = plan.int32_chunk
+        s = np.add.reduce(ib[:q], axis=0, dtype=np.int32).astype(np.float64)
+        for k0 in range(q, k, q):
+            s += np.add.reduce(ib[k0:k0 + q], axis=0, dtype=np.int32)
+    else:
+        np.trunc(terms, out=terms)
+        s = terms.sum(axis=0, dtype=np.float64)
     ct = c * pow2(shift)
     np.trunc(ct, out=ct)
     s += ct
@@ -714,6 +726,9 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
     if kmajor:
         tbuf = np.empty((unit.block, rows, N), dt)
         ebuf = np.empty((unit.block, rows, N), plan.exp_dtype)
+        if plan.f64 and dt == np.float32 and unit.align_bits <= 27:
+            plan.ibuf = np.empty((unit.block, rows, N), np.int32)  # the float64 step's int32 sums
+            plan.int32_chunk = 1 << (28 - unit.align_bits)
     for k0 in range(0, K, unit.block):
         k1 = min(k0 + unit.block, K)
         kb = k1 - k0

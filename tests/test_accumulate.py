@@ -372,3 +372,29 @@ def test_data_planned_work_types_equal_classic_and_twin(unit, band, rng):
     if band == (-3, 3):
         plan = _Plan(unit, a, b)   # ordinary data: float32 products and int8 exponents, whatever the format
         assert plan.dtype == np.float32 and plan.exp_dtype == np.int8
+
+
+@pytest.mark.parametrize("unit", [tensor_core("H100", "float16"), tensor_core("H100", "bfloat16"),
+                                  tensor_core("H100", "tf32"), tensor_core("V100", "float16"),
+                                  tensor_core("A100", "bfloat16")], ids=lambda u: u.name)
+def test_float64_step_int32_sums_at_their_largest(unit, rng):
+    """The float64 step sums the truncated terms as int32 in chunks of 2**(28 - F): products with the
+    largest significands, all of one sign, give the largest chunk sums; both engines and the twin agree."""
+    from fp8sim.accumulate import _Plan
+
+    f = unit.in_format
+    top = 2.0 - 2.0 ** -f.mantissa_bits                    # the largest significand
+    K, M, N = 4 * unit.block, 6, 5
+    a = np.full((M, K), top) * np.exp2(rng.integers(-3, 4, (M, 1)))
+    b = np.full((K, N), top)
+    a[1] *= -1.0
+    a[2, ::3] = fp8sim.quantize(rng.standard_normal(len(a[2, ::3])), f)     # mixed with ordinary values
+    a[3] = fp8sim.quantize(a[3] * 0.75, f)
+    c = np.zeros((M, N))
+    c[4] = fp8sim.quantize(np.full(N, top * 2.0**10), "float32")
+    plan = _Plan(unit, a, b)
+    assert plan.f64 and plan.dtype == np.float32           # the path under test
+    got = dot_chain(a, b, c, unit)
+    classic = dot_chain(a, b, c, unit, engine="classic")
+    np.testing.assert_array_equal(got.view(np.uint64), classic.view(np.uint64))
+    assert same(got, reference_matmul(a, b, c, unit)).all()
