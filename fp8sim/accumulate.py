@@ -579,6 +579,30 @@ def _align_and_sum_f32(plan, E, terms, c):
     return s
 
 
+def truncated_sum_k(P, ibuf, F):
+    """The sum over the leading axis of scaled products ``P`` (k, r, n), each truncated toward zero, as
+    float64, exactly.  Each scaled product of a truncated fused sum with F alignment bits lies below
+    2**(F + 2) (two significands below 2), so for float32 ``P`` and F <= 27 the conversion to int32
+    truncates it and int32 sums of 2**(28 - F) of them stay below 2**30 (the chunks are added in
+    float64); that is faster than truncating in place and summing into float64.  ``ibuf``: an int32
+    buffer of at least P's shape, or None (truncation in place, float64 sum).
+
+    >>> truncated_sum_k(np.array([[[2.75]], [[-1.5]], [[3.99]]], np.float32), np.empty((3, 1, 1), np.int32), 25)
+    array([[4.]])
+    """
+    if ibuf is None or F > 27 or P.dtype != np.float32:
+        np.trunc(P, out=P)
+        return P.sum(axis=0, dtype=np.float64)
+    k = P.shape[0]
+    ib = ibuf[:k, :P.shape[1]]
+    np.copyto(ib, P, casting="unsafe")
+    q = 1 << (28 - F)
+    s = np.add.reduce(ib[:q], axis=0, dtype=np.int32).astype(np.float64)
+    for k0 in range(q, k, q):
+        s += np.add.reduce(ib[k0:k0 + q], axis=0, dtype=np.int32)
+    return s
+
+
 def _align_and_sum_f64(plan, E, terms, c):
     """:func:`_align_and_sum_f32` with a float64 chain state and float64 sums (terms in float32 or
     float64): the same range conditions, the scales built as float64 (or float32) bit patterns, the
@@ -596,20 +620,7 @@ def _align_and_sum_f64(plan, E, terms, c):
     else:
         ts = pow2(shift)
     terms *= ts
-    ibuf = getattr(plan, "ibuf", None)
-    if ibuf is not None and terms.dtype == np.float32:
-        # each scaled product lies below 2**(F + 2) (significands below 2 each): converting to int32
-        # truncates it exactly, and sums of int32_chunk = 2**(28 - F) of them stay below 2**30
-        k = terms.shape[0]
-        ib = ibuf[:k, :terms.shape[1]]
-        np.copyto(ib, terms, casting="unsafe")
-        q = plan.int32_chunk
-        s = np.add.reduce(ib[:q], axis=0, dtype=np.int32).astype(np.float64)
-        for k0 in range(q, k, q):
-            s += np.add.reduce(ib[k0:k0 + q], axis=0, dtype=np.int32)
-    else:
-        np.trunc(terms, out=terms)
-        s = terms.sum(axis=0, dtype=np.float64)
+    s = truncated_sum_k(terms, getattr(plan, "ibuf", None), plan.unit.align_bits)
     ct = c * pow2(shift)
     np.trunc(ct, out=ct)
     s += ct
@@ -726,9 +737,8 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
     if kmajor:
         tbuf = np.empty((unit.block, rows, N), dt)
         ebuf = np.empty((unit.block, rows, N), plan.exp_dtype)
-        if plan.f64 and dt == np.float32 and unit.align_bits <= 27:
+        if plan.f64 and dt == np.float32:
             plan.ibuf = np.empty((unit.block, rows, N), np.int32)  # the float64 step's int32 sums
-            plan.int32_chunk = 1 << (28 - unit.align_bits)
     for k0 in range(0, K, unit.block):
         k1 = min(k0 + unit.block, K)
         kb = k1 - k0

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .accumulate import clamped_exponents, pow2, round_pair
+from .accumulate import clamped_exponents, pow2, round_pair, truncated_sum_k
 from .formats import FloatFormat, get_format
 from .rounding import quantize
 
@@ -266,6 +266,7 @@ def _floor_sum_chain_fast(unit, a, b, out):
         half = (unit.block + 1) // 2 if unit.split_parity else unit.block
         tbuf = np.empty((half, rows, N), np.float32)
         ebuf = np.empty((half, rows, N), fast.exp_dtype)
+        fast.ibuf = np.empty((half, rows, N), np.int32)
     for k0 in range(0, K, unit.block):
         ab, bb = a[:, k0:k0 + unit.block], b[k0:k0 + unit.block]
         kb = ab.shape[1]
@@ -344,6 +345,7 @@ class _FastSums:
         self.F = F = unit.align_bits
         self.ok = (pr.products32 and F - pr.lo <= 127 and F - pr.hi >= -126
                    and pr.no_exp + pr.top < pr.lo)
+        self.ibuf = None  # the int32 buffer of tsum's sums (set by the chain that owns the buffers)
 
     def tsum(self, aT, bk, eaT, ebk, tbuf, ebuf):
         """(sum, E) of one truncated sum over the leading axis of aT (k, r) x bk (k, n); E int64 with
@@ -357,8 +359,7 @@ class _FastSums:
         Ez = np.where(live, E, self.lo)   # a dead block's products are all zero: any valid scale keeps them
         scale = ((self.F - Ez + 127) << 23).astype(np.int32).view(np.float32)
         P *= scale
-        np.trunc(P, out=P)
-        s = P.sum(axis=0, dtype=np.float64)
+        s = truncated_sum_k(P, self.ibuf, self.F)
         s *= pow2(np.where(live, Ez - self.F, -1000))
         return s, np.where(live, E.astype(np.int64), -(10**6))
 
