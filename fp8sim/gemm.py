@@ -172,7 +172,7 @@ def matmul(
         out = _exact(a, b, c)
     elif isinstance(unit, FMAUnit):
         out = _fma(a, b, c)
-    elif isinstance(unit, SplitFP16Unit):
+    elif isinstance(unit, SplitFP16Unit) and unit.out_format.name == "float16":
         out = split_fp16_chain(a, b, c, unit, tile_elems=tile_elems)
     elif isinstance(unit, AMD_UNITS):
         out = cdna_chain(a, b, c, unit)
@@ -210,7 +210,7 @@ def dot_rows(
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"a and b must be 2-D of the same shape, got {a.shape} and {b.shape}")
     c = _addend(c, (a.shape[0], 1)) if np.ndim(c) == 0 or c is None else _addend(to_array(c, "c")[:, None], (a.shape[0], 1))
-    if isinstance(unit, SplitFP16Unit):
+    if isinstance(unit, SplitFP16Unit) and unit.out_format.name == "float16":
         out = split_fp16_chain(a, b, c, unit, paired=True, tile_elems=tile_elems)[:, 0]
     elif isinstance(unit, AMD_UNITS):
         out = cdna_chain(a, b, c, unit, paired=True)[:, 0]
@@ -231,8 +231,8 @@ def _prepare(a, b, unit, promote_every, quantize_inputs):
     a = _operand(a, "a", fa, quantize_inputs)
     b = _operand(b, "b", fb, quantize_inputs)
     if promote_every is not None:
-        if not isinstance(unit, BlockFMA):
-            raise ValueError("promote_every applies to a BlockFMA unit")
+        if not _fp32_chain_unit(unit):
+            raise ValueError("promote_every applies to a BlockFMA unit or an FP32-output SplitFP16Unit")
         if isinstance(promote_every, bool) or not isinstance(promote_every, (int, np.integer)) or promote_every <= 0 \
                 or promote_every % unit.block:
             raise ValueError(f"promote_every must be a positive multiple of the unit's block ({unit.block}), "
@@ -279,6 +279,19 @@ def thread_count(threads: int | None, rows: int, macs: int) -> int:
     return max(1, min(int(threads), rows))
 
 
+def _fp32_chain_unit(unit) -> bool:
+    """Units whose chain gives FP32 partial sums that promotion and the scaled pipelines can add up."""
+    return isinstance(unit, BlockFMA) or (isinstance(unit, SplitFP16Unit) and unit.out_format.name == "float32")
+
+
+def _unit_chain(a, b, c, unit, *, tile_elems=None, paired=False):
+    """The unit's chain over all of K: :func:`dot_chain` for a BlockFMA, the FP16-path emulation
+    (:func:`split_fp16_chain`) for a SplitFP16Unit."""
+    if isinstance(unit, SplitFP16Unit):
+        return split_fp16_chain(a, b, c, unit, paired=paired, tile_elems=tile_elems)
+    return dot_chain(a, b, c, unit, tile_elems=tile_elems, paired=paired)
+
+
 def _chained(a, b, c, unit, promote_every, tile_elems, paired, threads=1):
     """The unit's chain (with promotion) over rows; with several threads, contiguous row
     ranges run side by side (rows are independent, so the bits are those of one thread)."""
@@ -288,7 +301,7 @@ def _chained(a, b, c, unit, promote_every, tile_elems, paired, threads=1):
     def rows(lo, hi):
         ar, br, cr = a[lo:hi], (b[lo:hi] if paired else b), c[lo:hi]
         if promote_every is None:
-            return dot_chain(ar, br, cr, unit, tile_elems=tile_elems, paired=paired)
+            return _unit_chain(ar, br, cr, unit, tile_elems=tile_elems, paired=paired)
         return _fp32_over_blocks(ar, br, cr, unit, promote_every, tile_elems=tile_elems, paired=paired)
 
     if n == 1:
@@ -314,7 +327,7 @@ def _fp32_over_blocks(a, b, acc, unit, T, scale=None, *, tile_elems=None, paired
     acc32 = acc.astype(np.float32) if scale is None else None
     for j, k0 in enumerate(range(0, a.shape[1], T)):
         kk = slice(k0, k0 + T)
-        part = dot_chain(a[:, kk], b[:, kk] if paired else b[kk], zeros, unit, tile_elems=tile_elems, paired=paired)
+        part = _unit_chain(a[:, kk], b[:, kk] if paired else b[kk], zeros, unit, tile_elems=tile_elems, paired=paired)
         if scale is None:
             with np.errstate(invalid="ignore", over="ignore"):
                 acc32 += part.astype(np.float32)
@@ -482,8 +495,8 @@ def scaled_matmul(
     unit = resolve_unit(unit)
     if isinstance(unit, (BlockScaledFMA, GroupScaledFMA)):
         return _block_scaled(A, B, unit, promote_every, out_format, semantics)
-    if not isinstance(unit, BlockFMA):
-        raise ValueError("scaled_matmul needs a BlockFMA or BlockScaledFMA unit")
+    if not _fp32_chain_unit(unit):
+        raise ValueError("scaled_matmul needs a BlockFMA, an FP32-output SplitFP16Unit or a BlockScaledFMA unit")
     for name, t in (("A", A), ("B", B)):
         if not isinstance(t, ScaledTensor):
             raise TypeError(f"{name} must be a ScaledTensor (use fp8sim.quantize_scaled)")

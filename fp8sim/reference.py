@@ -193,7 +193,8 @@ def _round_to_bits(v: Fraction, frac_bits: int, rounding: str, step_format=None)
 def block_fma_dot(a, b, c, unit, promote_every=None) -> float:
     """One dot product ``sum(a_k * b_k) + c`` through a block-FMA unit, exactly.
 
-    ``unit`` is a :class:`fp8sim.BlockFMA` (any object with its attributes).
+    ``unit`` is a :class:`fp8sim.BlockFMA` (any object with its attributes), or a
+    :class:`fp8sim.accumulate.SplitFP16Unit` (then :func:`split_fp16_dot` per chain).
     Written from the model's five steps (see :mod:`fp8sim.accumulate`) with
     Python integers and Fractions, one block at a time.  ``promote_every``
     restarts the chain every that many k and adds each chain's result into
@@ -205,11 +206,13 @@ def block_fma_dot(a, b, c, unit, promote_every=None) -> float:
     """
     a, b = [float(v) for v in a], [float(v) for v in b]
     c = float(c)
+    # a SplitFP16Unit (it has an FP16 step) chains through its own twin
+    chain = split_fp16_dot if hasattr(unit, "step") else _chain
     if promote_every is None:
-        return _chain(a, b, c, unit)
+        return chain(a, b, c, unit)
     acc = c
     for k0 in range(0, len(a), promote_every):
-        part = _chain(a[k0:k0 + promote_every], b[k0:k0 + promote_every], 0.0, unit)
+        part = chain(a[k0:k0 + promote_every], b[k0:k0 + promote_every], 0.0, unit)
         acc = _add_fp32(acc, part)
     return acc
 

@@ -18,7 +18,7 @@ from experiments import probe_mma
 from fp8sim.accumulate import SplitFP16Unit
 from fp8sim.gemm import dot_rows
 from fp8sim.hardware import tensor_core, validation
-from fp8sim.reference import split_fp16_dot
+from fp8sim.reference import scaled_dot, split_fp16_dot
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +157,41 @@ def test_check_script_runs(capsys):
     assert all(r["fp8sim (mma.sync preset)"] in ("equal", "NaN encoding") for r in rows)
     assert all(r["preset"] == r["outputs"] for r in fit.values())
     assert "layout check" in capsys.readouterr().out
+
+
+def test_fp32_split_unit_promotion_threads_and_scaled_matmul(rng):
+    """The H100 mma.sync FP8 unit promotes, runs on threads and drives scaled_matmul like a BlockFMA:
+    promotion equals its twin chunk by chunk, threads give the same bits, DeepGEMM's pipeline equals
+    its blockwise definition."""
+    from fp8sim.reference import _add_fp32
+
+    unit = tensor_core("H100", "e4m3", instruction="mma.sync")
+    f = unit.in_format
+    M, K, N = 5, 256, 4
+    a = fp8sim.quantize(rng.standard_normal((M, K)) * np.exp2(rng.integers(-6, 7, (M, K))), f, overflow="saturate")
+    b = fp8sim.quantize(rng.standard_normal((K, N)) * np.exp2(rng.integers(-6, 7, (K, N))), f, overflow="saturate")
+    c = rng.standard_normal((M, N)).astype(np.float32).astype(np.float64)
+    got = fp8sim.matmul(a, b, c, unit=unit, promote_every=64)
+    for i in range(M):
+        for j in range(N):
+            acc = c[i, j]
+            for k0 in range(0, K, 64):
+                acc = _add_fp32(acc, split_fp16_dot(a[i, k0:k0 + 64], b[k0:k0 + 64, j], 0.0, unit))
+            assert np.float32(got[i, j]).view(np.uint32) == np.float32(acc).view(np.uint32)
+    one = fp8sim.matmul(a, b, c, unit=unit, threads=1)
+    two = fp8sim.matmul(a, b, c, unit=unit, threads=2)
+    np.testing.assert_array_equal(one.view(np.uint64), two.view(np.uint64))
+    x, w = rng.standard_normal((M, K)), rng.standard_normal((K, N))
+    A = fp8sim.quantize_scaled(x, "e4m3", (1, 128))
+    B = fp8sim.quantize_scaled(w, "e4m3", (128, 128))
+    out = fp8sim.scaled_matmul(A, B, unit=unit, out_format="float32")
+    sa, sb = A.expanded_scales(), B.expanded_scales()
+    for i in range(M):
+        for j in range(N):
+            want = scaled_dot(A.values[i], sa[i, ::128], B.values[:, j], sb[::128, j], unit, "deepgemm",
+                              block_k=128, out_format="float32")
+            assert np.float32(out[i, j]).view(np.uint32) == np.float32(want).view(np.uint32)
+    assert fp8sim.reference.block_fma_dot(a[0], b[:, 0], c[0, 0], unit, 64) == got[0, 0]
+    with pytest.raises(ValueError, match="FP32-output SplitFP16Unit"):
+        fp8sim.matmul(a, b, unit=tensor_core("H100", "e4m3", out_format="float16", instruction="mma.sync"),
+                      promote_every=64)
