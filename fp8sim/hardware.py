@@ -196,7 +196,10 @@ def tensor_core(gpu: str, in_format: FormatLike, out_format: FormatLike = "float
         ``"mma.sync"``, ``"wgmma"`` (Hopper) or ``"tcgen05"`` (B200); default
         :data:`DEFAULT_INSTRUCTION`, the instruction a library GEMM runs:
         ``wgmma`` on Hopper, ``tcgen05`` on B200, ``mma.sync`` elsewhere.
-        The measured rows were captured with ``mma.sync``.
+        The measured rows were captured with ``mma.sync``, except H100 FP8
+        with FP32 output (``wgmma``; :func:`measured_instruction`).  H100
+        FP8 ``mma.sync`` is an FP16-path emulation, measured on an H100: a
+        :class:`fp8sim.accumulate.SplitFP16Unit` with FP32 output.
 
     Returns
     -------
