@@ -176,6 +176,12 @@ def test_b200_second_mechanism_fits_and_differs():
     assert (got.astype("float32").view("uint32") == v["d_bits"]).all()
     disc = fit_b200.discriminate(rows=400)
     assert disc["differ"] > 0 and disc["first"] is not None
+    # the interleaved emulation (H100's measured FP8 mma.sync) fits every B200 row as well, and differs
+    for fmt_dir, fmt in (("E4M3", "e4m3"), ("E5M2", "e5m2")):
+        v = load_vectors(PACKED_VECTORS, "B200", fmt_dir)
+        inter = fit_b200.interleaved_emulation(v["a"], v["b"], v["c"], fmt)
+        assert (inter.astype("float32").view("uint32") == v["d_bits"]).all()
+    assert disc["preset_vs_interleaved"] > 0 and disc["halves_vs_interleaved"] > 0
 
 
 def test_block_scaled_error_quick(tmp_path):
