@@ -305,12 +305,23 @@ def split_fp16_chain(a, b, c, unit: SplitFP16Unit, *, paired=False, tile_elems=N
             if unit.out_format.name == "float16":
                 out = quantize(t2 + out, "float16")  # both FP16-grid values: the float64 sum is exact
             else:
-                s = t2 + out                         # Inf and NaN as IEEE 754 gives them
-                hi, lo = two_sum(t2, out)
-                fin = np.isfinite(hi) & np.isfinite(lo)
-                out = np.where(fin, round_pair(np.where(fin, hi, 0.0), np.where(fin, lo, 0.0), unit.out_format,
-                                               "nearest_even", "infinity"), s)
+                out = add_fp32(t2, out)
     return out
+
+
+def add_fp32(acc: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``acc + x`` rounded once to nearest-even FP32, for float64 arrays of FP32 values.
+
+    >>> add_fp32(np.array([1.0]), np.array([2.0**-24 + 2.0**-40])).tolist()   # above the midpoint
+    [1.0000001192092896]
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        s, e = two_sum(acc, x)
+        r = s.astype(np.float32).astype(np.float64)  # the FPU rounds to nearest-even once
+        d = s - r
+        o = r + 2 * d  # the other neighbour when s is a midpoint
+        mid = (d != 0) & (o.astype(np.float32).astype(np.float64) == o) & (e != 0) & np.isfinite(s)
+        return np.where(mid & ((e > 0) == (d > 0)), o, r)
 
 
 def clamped_exponents(x, fmt: FloatFormat, zero_exp=None) -> np.ndarray:

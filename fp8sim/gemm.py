@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .accumulate import BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit, dot_chain, round_pair, split_fp16_chain, two_sum
+from .accumulate import (BlockFMA, ExactUnit, FMAUnit, SplitFP16Unit, add_fp32, dot_chain, round_pair,  # noqa: F401
+                         split_fp16_chain, two_sum)
 from .cdna import ExactBlockUnit, FloorSumUnit, FTZUnit, cdna_chain
 from .formats import FormatLike, check_bool, get_format
 from .hardware import tensor_core
@@ -84,21 +85,6 @@ def _operand(x, name, fmt, quantize_inputs):
             f"(first: {first}); pass quantize_inputs=True to round them"
         )
     return v
-
-
-def add_fp32(acc: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``acc + x`` rounded once to nearest-even FP32, for float64 arrays of FP32 values.
-
-    >>> add_fp32(np.array([1.0]), np.array([2.0**-24 + 2.0**-40])).tolist()   # above the midpoint
-    [1.0000001192092896]
-    """
-    with np.errstate(invalid="ignore", over="ignore"):
-        s, e = two_sum(acc, x)
-        r = s.astype(np.float32).astype(np.float64)  # the FPU rounds to nearest-even once
-        d = s - r
-        o = r + 2 * d  # the other neighbour when s is a midpoint
-        mid = (d != 0) & (o.astype(np.float32).astype(np.float64) == o) & (e != 0) & np.isfinite(s)
-        return np.where(mid & ((e > 0) == (d > 0)), o, r)
 
 
 def matmul(
