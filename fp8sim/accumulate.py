@@ -459,6 +459,7 @@ class _Plan:
         self.unit = unit
         self.acc_fmt = unit.acc_format
         self.range = pr = _ProductRange(unit.in_format, unit.b_format, a, b)
+        self.ibuf = None  # the float64 step's int32 buffer (set by the chain that owns the buffers)
         lo = pr.lo  # smallest exponent of a non-zero product
         # float32 holds every product exactly (_ProductRange.products32), and every scaled, truncated
         # term (a power-of-two multiple of the product, below 2**(F+2)); 2**(F - E) stays a float32
@@ -631,7 +632,7 @@ def _align_and_sum_f64(plan, E, terms, c):
     else:
         ts = pow2(shift)
     terms *= ts
-    s = truncated_sum_k(terms, getattr(plan, "ibuf", None), plan.unit.align_bits)
+    s = truncated_sum_k(terms, plan.ibuf, plan.unit.align_bits)
     ct = c * pow2(shift)
     np.trunc(ct, out=ct)
     s += ct

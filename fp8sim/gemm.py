@@ -158,8 +158,6 @@ def matmul(
         out = _exact(a, b, c)
     elif isinstance(unit, FMAUnit):
         out = _fma(a, b, c)
-    elif isinstance(unit, SplitFP16Unit) and unit.out_format.name == "float16":
-        out = split_fp16_chain(a, b, c, unit, tile_elems=tile_elems)
     elif isinstance(unit, AMD_UNITS):
         out = cdna_chain(a, b, c, unit)
     else:
@@ -196,9 +194,7 @@ def dot_rows(
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"a and b must be 2-D of the same shape, got {a.shape} and {b.shape}")
     c = _addend(c, (a.shape[0], 1)) if np.ndim(c) == 0 or c is None else _addend(to_array(c, "c")[:, None], (a.shape[0], 1))
-    if isinstance(unit, SplitFP16Unit) and unit.out_format.name == "float16":
-        out = split_fp16_chain(a, b, c, unit, paired=True, tile_elems=tile_elems)[:, 0]
-    elif isinstance(unit, AMD_UNITS):
+    if isinstance(unit, AMD_UNITS):
         out = cdna_chain(a, b, c, unit, paired=True)[:, 0]
     else:
         out = _chained(a, b, c, unit, promote_every, tile_elems, paired=True)[:, 0]

@@ -232,18 +232,17 @@ def tensor_core(gpu: str, in_format: FormatLike, out_format: FormatLike = "float
     block, align, frac, rnd, c_in, c_round, _ = params
     name = _unit_name(key, fmt, fb, instr)
     out = get_format(out_format).name
-    if out == "float32" and fmt.name in _FP8 and instr == "mma.sync" and key == "H100":
-        step = tensor_core(key, "float16", instruction="mma.sync")
-        return SplitFP16Unit(step, fmt, b_format=fb, out_format="float32", name=name)
+    if out not in ("float32", "float16"):
+        raise ValueError(f"out_format must be 'float32' or 'float16', got {out_format!r}")
+    if out == "float16" and fb != fmt:
+        raise ValueError("mixed operands: FP16 output is not modelled")
+    suffix = ":fp16out" if out == "float16" else ""
+    # FP8 mma.sync on the FP16 path: H100 (measured, both outputs), B200 (FP16 output)
+    if fmt.name in _FP8 and instr == "mma.sync" and (key == "H100" or (key == "B200" and out == "float16")):
+        step = tensor_core(key, "float16", out_format=out, instruction="mma.sync")
+        return SplitFP16Unit(step, fmt, b_format=fb, out_format=out, name=name + suffix)
     if out == "float32":
         return BlockFMA(fmt, block, align, frac, rnd, c_in, c_round, name=name, b_format=fb)
-    if out != "float16":
-        raise ValueError(f"out_format must be 'float32' or 'float16', got {out_format!r}")
-    if fb != fmt:
-        raise ValueError("mixed operands: FP16 output is not modelled")
-    if fmt.name in _FP8 and instr == "mma.sync" and key in ("H100", "B200"):
-        step = tensor_core(key, "float16", out_format="float16", instruction="mma.sync")
-        return SplitFP16Unit(step, fmt, name=name + ":fp16out", out_format="float16")
     return BlockFMA(fmt, block, align, 10, "nearest_even", c_in, "nearest_even", name=name + ":fp16out", b_format=fb,
                     step_format="float16")
 
