@@ -156,10 +156,7 @@ def captured_rows():
     if gpu_capture.DATA.is_file():
         arrays, meta = gpu_capture.load(gpu_capture.DATA)
         for r in gpu_capture.check_all(arrays, meta):
-            gpu, rest = r["sim"].split(", promote_every")[0].split(":", 1)
-            fmts, instr = rest.split("@", 1)
-            fa, fb = fmts.split(",") if "," in fmts else (fmts, fmts)
-            add((gpu, instr, fa, fb, "float32"), r["equal"] + r["nan_encoding_only"], r["outputs"])
+            add((*r["preset"], "float32"), r["equal"] + r["nan_encoding_only"], r["outputs"])
     if probe_mma.TILES.is_file():
         fit = probe_mma.fit_tiles(probe_mma.TILES, quiet=True)
         for name, r in fit.items():

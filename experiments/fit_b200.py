@@ -57,14 +57,19 @@ def run(root, widths):
     return table
 
 
-def fp16_emulation(a, b, c, fmt):
-    """The second mechanism: two chained FP16-path steps from C = 0, then C with one RNE FP32 addition."""
+def fp16_emulation(a, b, c, fmt, gpu="B200"):
+    """The second mechanism: per block of 32, two chained FP16-path steps (k < 16, then k >= 16) from
+    C = 0, then C with one RNE FP32 addition; over K each block's result is the next block's C.
+    ``fmt`` (the FP8 format) is not needed: FP8 values are FP16 values."""
     from fp8sim.gemm import add_fp32
 
-    u16 = tensor_core("B200", "float16", instruction="mma.sync")
-    t1 = dot_rows(a[:, :16], b[:, :16], 0.0, unit=u16)
-    t2 = dot_rows(a[:, 16:], b[:, 16:], t1, unit=u16)
-    return add_fp32(t2, c)
+    u16 = tensor_core(gpu, "float16", instruction="mma.sync")
+    out = c
+    for k0 in range(0, a.shape[1], 32):
+        t1 = dot_rows(a[:, k0:k0 + 16], b[:, k0:k0 + 16], 0.0, unit=u16)
+        t2 = dot_rows(a[:, k0 + 16:k0 + 32], b[:, k0 + 16:k0 + 32], t1, unit=u16)
+        out = add_fp32(t2, out)
+    return out
 
 
 def interleaved_emulation(a, b, c, fmt):

@@ -49,16 +49,11 @@ OUT_FORMAT = {"f32": None, "bf16": "bfloat16", "f16": "float16"}
 #: dense kind -> (input format, stored input codes, output format)
 DENSE_FORMAT = {"bf16": ("bfloat16", "bf16", "bfloat16"), "fp16": ("float16", "fp16", "float16"),
                 "tf32": ("tf32", "tf32", "float32"), "bf16f32": ("bfloat16", "bf16", "float32")}
-_BITS = {"float32": (np.float32, np.uint32), "bfloat16": (None, np.uint16), "float16": (np.float16, np.uint16)}
 
 
 def decode(codes, fmt):
     """float64 values of stored codes: FP8 / BF16 / FP16 codes, or TF32 values as FP32 bits."""
-    import ml_dtypes
-
-    dt = {"e4m3": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2, "bfloat16": ml_dtypes.bfloat16,
-          "float16": np.float16, "tf32": np.float32}[fmt]
-    return codes.view(dt).astype(np.float64)
+    return fp8sim.decode(codes, "float32" if fmt == "tf32" else fmt)
 
 
 def to_bits(values, fmt):
@@ -70,11 +65,8 @@ def to_bits(values, fmt):
 
 
 def is_nan_bits(bits, fmt):
-    if fmt == "float32":
-        return (bits & 0x7F800000 == 0x7F800000) & (bits & 0x007FFFFF != 0)
-    if fmt == "bfloat16":
-        return (bits & 0x7F80 == 0x7F80) & (bits & 0x007F != 0)
-    return (bits & 0x7C00 == 0x7C00) & (bits & 0x03FF != 0)
+    """Which bit patterns of ``fmt`` ("float32", "bfloat16", "float16") are NaN."""
+    return np.isnan(fp8sim.decode(bits, fmt))
 
 
 def compare(sim_bits, gpu_bits, fmt):
@@ -116,6 +108,11 @@ def dense_sim(arrays, name, kind, instruction, **changes):
     return fp8sim.matmul(a, b, unit=unit, out_format=None if out == "float32" else out)
 
 
+def _preset_key(unit, instruction):
+    """(gpu, instruction, a format, b format) of an H100 preset unit, as the conformance table keys it."""
+    return ["H100", instruction, unit.in_format.name, unit.b_format.name]
+
+
 def check_all(arrays, meta):
     rows = []
     for name in SETS:
@@ -125,22 +122,22 @@ def check_all(arrays, meta):
                     key = f"{name}/{pair}/{mode}/{out}"
                     fmt = OUT_FORMAT[out] or "float32"
                     sim = to_bits(scaled_mm_sim(arrays, name, pair, mode, out), fmt)
-                    unit = tensor_core("H100", pair.split("_")[0], b_format="e4m3").name
+                    unit = tensor_core("H100", pair.split("_")[0], b_format="e4m3")
                     rows.append({"case": key, "group": f"_scaled_mm {pair} use_fast_accum={mode == 'fast'} -> {out}",
                                  "kernel": meta["kernels"][key][0],
-                                 "sim": f"{unit}" + (", promote_every=128" if mode == "split" else ""),
-                                 **compare(sim, arrays[key], fmt)})
+                                 "sim": unit.name + (", promote_every=128" if mode == "split" else ""),
+                                 "preset": _preset_key(unit, "wgmma"), **compare(sim, arrays[key], fmt)})
     for name in DENSE_SETS:
         for kind in DENSE_KINDS[name]:
             key = f"{name}/{kind}"
             instr = instruction_of(meta["kernels"][key])
             fmt, _, out = DENSE_FORMAT[kind]
             sim = to_bits(dense_sim(arrays, name, kind, instr), out)
-            unit = tensor_core("H100", fmt, instruction=instr).name
+            unit = tensor_core("H100", fmt, instruction=instr)
             call = "mm(out_dtype=float32) bf16" if kind == "bf16f32" else f"matmul {kind}"
             what = "overflow set" if name == "overflow" else f"K = {DENSE_SETS[name][1]}"
-            rows.append({"case": key, "group": f"{call} ({what}) -> {out}",
-                         "kernel": meta["kernels"][key][0], "sim": unit, **compare(sim, arrays[key], out)})
+            rows.append({"case": key, "group": f"{call} ({what}) -> {out}", "kernel": meta["kernels"][key][0],
+                         "sim": unit.name, "preset": _preset_key(unit, instr), **compare(sim, arrays[key], out)})
     return rows
 
 

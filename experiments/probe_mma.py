@@ -231,21 +231,17 @@ def _instruction(kind):
 def simulate(case, instruction="mma.sync", **changes):
     """fp8sim's H100 preset of ``instruction`` on one case (FP32 bits of the result); ``changes`` go to
     the unit (a BlockFMA); None where the unit takes no such change."""
-    import ml_dtypes
-
+    from fp8sim import decode
     from fp8sim.gemm import dot_rows
     from fp8sim.hardware import tensor_core
 
     fa, fb, K = KINDS[case["kind"]]
-    dt = {"e4m3": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2, "bfloat16": ml_dtypes.bfloat16}
-    cdt = np.uint16 if fa == "bfloat16" else np.uint8
-    a = np.full((1, K), int(case["a_code"], 16), cdt).view(dt[fa]).astype(np.float64)
+    a = decode(np.full((1, K), int(case["a_code"], 16)), fa)
     if isinstance(case["b_code"], list):  # kind 3: the column's eight values, each four times
-        b = np.array([int(x, 16) for x in case["b_code"]] * 4, cdt)[None].view(dt[fb]).astype(np.float64)
+        b = decode(np.array([int(x, 16) for x in case["b_code"]] * 4)[None], fb)
     else:
-        b = np.full((1, K), int(case["b_code"], 16), cdt).view(dt[fb]).astype(np.float64)
-    with np.errstate(invalid="ignore"):  # a signalling NaN C becomes a float64 NaN
-        c = np.array([int(case["c_bits"], 16)], np.uint32).view(np.float32).astype(np.float64)
+        b = decode(np.full((1, K), int(case["b_code"], 16)), fb)
+    c = decode(np.array([int(case["c_bits"], 16)]), "float32")
     unit = tensor_core("H100", fa, b_format=fb, instruction=instruction)
     if changes:
         if not hasattr(unit, "replace"):
@@ -256,7 +252,10 @@ def simulate(case, instruction="mma.sync", **changes):
 
 
 def _nan(bits):
-    return (bits & 0x7F800000) == 0x7F800000 and (bits & 0x007FFFFF) != 0
+    """Whether FP32 bit pattern ``bits`` (an int) is a NaN."""
+    from fp8sim import decode
+
+    return bool(np.isnan(decode(np.array([bits]), "float32"))[0])
 
 
 def _compare(cases, variants):
@@ -273,6 +272,14 @@ def _compare(cases, variants):
     return rows
 
 
+def _print_table(rows, variants, results):
+    print(f"| instruction | case | GPU D | all {results} equal | " + " | ".join(variants) + " |")
+    print("|---|---|---|---|" + "---|" * len(variants))
+    for r in rows:
+        print(f"| `{r['instruction']}` | {r['label']} | {r['d_bits']} | {r['all_equal']} | "
+              + " | ".join(r[v] for v in variants) + " |")
+
+
 def check(data=DATA):
     """Each case under fp8sim's defaults and under the alternative choices."""
     record = json.loads(Path(data).read_text())
@@ -285,18 +292,10 @@ def check(data=DATA):
     wrows = _compare(record.get("wgmma_cases", []), wvariants)
     print(f"{record['gpu']}, {record['nvcc']}, {record['date']}")
     print()
-    print("| instruction | case | GPU D | all 128 equal | " + " | ".join(variants) + " |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| `{r['instruction']}` | {r['label']} | {r['d_bits']} | {r['all_equal']} | "
-              + " | ".join(r[v] for v in variants) + " |")
+    _print_table(rows, variants, 128)
     if wrows:
         print("\nThe same uniform cases through wgmma (C inside the 13-bit alignment for E4M3):\n")
-        print("| instruction | case | GPU D | all 512 equal | " + " | ".join(wvariants) + " |")
-        print("|---|---|---|---|---|---|---|")
-        for r in wrows:
-            print(f"| `{r['instruction']}` | {r['label']} | {r['d_bits']} | {r['all_equal']} | "
-                  + " | ".join(r[v] for v in wvariants) + " |")
+        _print_table(wrows, wvariants, 512)
         for name in wvariants:
             n_eq = sum(r[name] == "equal" for r in wrows)
             n_nan = sum(r[name] == "NaN encoding" for r in wrows)
@@ -308,12 +307,10 @@ def check(data=DATA):
 def tile_rows(arrays, name):
     """A set's tiles as dot-product rows: a (tiles*16*8, K), b likewise, C and the GPU's D bits, the
     A format."""
-    import ml_dtypes
+    from fp8sim import decode
 
     fa = KINDS[TILE_SETS[name][0]][0]
-    dt = {"e4m3": ml_dtypes.float8_e4m3fn, "e5m2": ml_dtypes.float8_e5m2}
-    a = arrays[f"{name}/a"].view(dt[fa]).astype(np.float64)
-    bt = arrays[f"{name}/bt"].view(dt["e4m3"]).astype(np.float64)
+    a, bt = decode(arrays[f"{name}/a"], fa), decode(arrays[f"{name}/bt"], "e4m3")
     n, _, K = a.shape
     rows_a = np.repeat(a[:, :, None, :], 8, axis=2).reshape(-1, K)
     rows_b = np.repeat(bt[:, None, :, :], 16, axis=1).reshape(-1, K)
@@ -321,37 +318,25 @@ def tile_rows(arrays, name):
         arrays[f"{name}/d_bits"].reshape(-1)
 
 
-def halves_emulation(fa, step):
-    """The FP16 emulation with the block's halves (k < 16, k >= 16) as the two groups, then C with one
-    nearest-even FP32 addition: the variant the measured B200 rows cannot rule out."""
-    from fp8sim.gemm import add_fp32, dot_rows
-
-    def unit(a, b, c):
-        out = c
-        for k0 in range(0, a.shape[1], 32):
-            t1 = dot_rows(a[:, k0:k0 + 16], b[:, k0:k0 + 16], 0.0, unit=step)
-            t2 = dot_rows(a[:, k0 + 16:k0 + 32], b[:, k0 + 16:k0 + 32], t1, unit=step)
-            out = add_fp32(t2, out)
-        return out
-    return unit
-
-
 def fit_tiles(path=TILES, quiet=False):
     """Outputs of each random tile set that fp8sim's preset and the alternatives reproduce."""
     from fp8sim.gemm import dot_rows
     from fp8sim.hardware import tensor_core
 
+    try:
+        from .fit_b200 import fp16_emulation
+    except ImportError:  # run as a script
+        from fit_b200 import fp16_emulation
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
     out = {}
-    step = tensor_core("H100", "float16", instruction="mma.sync")
     for name in TILE_SETS:
         fa, a, b, c, d = tile_rows(arrays, name)
         models = {"preset": lambda a, b, c: dot_rows(a, b, c, unit=tensor_core("H100", fa, b_format="e4m3",
                                                                                 instruction="mma.sync")),
                   "13-bit wgmma model": lambda a, b, c: dot_rows(a, b, c, unit=tensor_core(
                       "H100", fa, b_format="e4m3", instruction="wgmma")),
-                  "FP16 emulation, halves": halves_emulation(fa, step)}
+                  "FP16 emulation, halves": lambda a, b, c: fp16_emulation(a, b, c, fa, gpu="H100")}
         row = {"outputs": int(d.size), "K": int(a.shape[1])}
         if name == "exact":
             row["A@B+C"] = int(((a * b).sum(axis=1) + c).astype(np.float32).view(np.uint32).__eq__(d).sum())

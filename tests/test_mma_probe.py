@@ -15,6 +15,7 @@ import pytest
 
 import fp8sim
 from experiments import probe_mma
+from experiments.fit_b200 import fp16_emulation
 from fp8sim.accumulate import SplitFP16Unit
 from fp8sim.gemm import dot_rows
 from fp8sim.hardware import tensor_core, validation
@@ -38,8 +39,7 @@ def test_probe_records_what_ran(probe):
     assert all(c["all_equal"] for c in probe["cases"])      # uniform operands: one result per case
 
 
-def _is_nan(bits):
-    return (bits & 0x7F800000) == 0x7F800000 and (bits & 0x7FFFFF) != 0
+_is_nan = probe_mma._nan
 
 
 @pytest.mark.parametrize("i", range(len(probe_mma.CASES)))
@@ -85,12 +85,11 @@ def test_exact_tiles_check_the_layout(tiles):
 
 
 def test_random_tiles_reject_the_alternatives(tiles):
-    step = tensor_core("H100", "float16", instruction="mma.sync")
     for name in ("spread", "chain", "e5m2"):
         fa, a, b, c, d = probe_mma.tile_rows(tiles, name)
         wg = dot_rows(a, b, c, unit=tensor_core("H100", fa, b_format="e4m3", instruction="wgmma"))
         assert (wg.astype(np.float32).view(np.uint32) != d).mean() > 0.9
-        halves = probe_mma.halves_emulation(fa, step)(a, b, c)
+        halves = fp16_emulation(a, b, c, fa, gpu="H100")
         assert (halves.astype(np.float32).view(np.uint32) != d).sum() > 1000
 
 
