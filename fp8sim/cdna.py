@@ -283,16 +283,8 @@ def _floor_sum_chain_fast(unit, a, b, out):
                 if not np.isfinite(c).all():
                     out[m0:m1] = _general_block(unit, ab[m0:m1], bb, c)
                     continue
-                sums = [fast.tsum(x[:, m0:m1], y, ex[:, m0:m1], ey, tbuf, ebuf) for x, y, ex, ey in ops]
-                if unit.split_parity:
-                    (s0, e0), (s1, e1) = sums if len(sums) == 2 else (sums[0], (np.zeros_like(sums[0][0]),
-                                                                                np.full_like(sums[0][1], -(10**6))))
-                    e_dot = np.maximum(e0, e1)
-                    ez = np.where(e_dot > -(10**5), e_dot, 0)
-                    s_dot = _floor_to(s0, ez - F) + _floor_to(s1, ez - F)
-                else:
-                    s_dot, e_dot = sums[0]
-                out[m0:m1] = _join(unit, s_dot, e_dot, c)
+                sums = [fast.isum(x[:, m0:m1], y, ex[:, m0:m1], ey, tbuf, ebuf) for x, y, ex, ey in ops]
+                out[m0:m1] = fast.join(unit, sums, c)
             continue
         eaT32, ebk32 = _exps(aT, fa).astype(np.int32), _exps(bk, fb).astype(np.int32)
         for m0 in range(0, M, rows):
@@ -332,9 +324,10 @@ class _FastSums:
     them): every product is exact in float32 and below 2**127 (so also below CDNA3's overflow check
     at 2**128), the scale ``2**(F - E)`` is a float32 normal for every product exponent E, and a zero
     input's exponent (``no_exp``) plus any other stays below every product's (so ``E >= lo`` tells a
-    block with a non-zero product).  Each sum is then the same operations as ``tsum`` in
-    :func:`_floor_sum_chain_fast`, giving the same bits: products scaled by a power of two and
-    truncated (exact), summed exactly in float64, scaled back.
+    block with a non-zero product), and the join's integer units hold every value exactly.  Each sum
+    is then the same value as ``tsum`` in :func:`_floor_sum_chain_fast` gives (products scaled by a
+    power of two and truncated, exact, summed exactly), kept in units of its grid, and
+    :meth:`join` finishes the step on them with the same bits as :func:`_join`.
     """
 
     def __init__(self, unit, a, b):
@@ -343,25 +336,72 @@ class _FastSums:
         self.range = pr = _ProductRange(unit.in_format, unit.b_format, a, b)
         self.lo, self.exp_dtype, self.exponents = pr.lo, pr.exp_dtype, pr.exponents
         self.F = F = unit.align_bits
+        # join's integer units: the sums (below 2**(F + 3) per product, two of them) counted on a grid
+        # 2**(join_bits - F) finer stay below 2**52
+        half = (unit.block + 1) // 2 if unit.split_parity else unit.block
+        units_ok = (F <= unit.join_bits and unit.frac_bits <= 51
+                    and unit.join_bits + 4 + math.ceil(math.log2(half + 1)) <= 52)
         self.ok = (pr.products32 and F - pr.lo <= 127 and F - pr.hi >= -126
-                   and pr.no_exp + pr.top < pr.lo)
-        self.ibuf = None  # the int32 buffer of tsum's sums (set by the chain that owns the buffers)
+                   and pr.no_exp + pr.top < pr.lo and units_ok)
+        self.ibuf = None  # the int32 buffer of isum's sums (set by the chain that owns the buffers)
 
-    def tsum(self, aT, bk, eaT, ebk, tbuf, ebuf):
-        """(sum, E) of one truncated sum over the leading axis of aT (k, r) x bk (k, n); E int64 with
-        -10**6 where every product is zero."""
+    def isum(self, aT, bk, eaT, ebk, tbuf, ebuf):
+        """One truncated sum over the leading axis of aT (k, r) x bk (k, n): ``(I, E, Ez)``, with ``E`` the
+        products' largest exponent (int32; below ``lo`` where every product is zero), ``Ez = max(E, lo)``
+        and ``I`` the sum of the products truncated onto ``2**(Ez - F)``, in units of that grid (float64
+        integers; 0 for an all-zero block, whose scale any valid one is)."""
         k, r = aT.shape
         P, ep = tbuf[:k, :r], ebuf[:k, :r]
         np.einsum("ki,kj->kij", aT, bk, out=P)
         np.add(eaT[:, :, None], ebk[:, None, :], out=ep)
         E = ep.max(axis=0).astype(np.int32)
-        live = E >= self.lo
-        Ez = np.where(live, E, self.lo)   # a dead block's products are all zero: any valid scale keeps them
-        scale = ((self.F - Ez + 127) << 23).astype(np.int32).view(np.float32)
-        P *= scale
-        s = truncated_sum_k(P, self.ibuf, self.F)
-        s *= pow2(np.where(live, Ez - self.F, -1000))
-        return s, np.where(live, E.astype(np.int64), -(10**6))
+        Ez = np.maximum(E, np.int32(self.lo))
+        scale = np.subtract(self.F + 127, Ez, dtype=np.int32)
+        scale <<= 23
+        P *= scale.view(np.float32)
+        return truncated_sum_k(P, self.ibuf, self.F), E, Ez
+
+    def join(self, unit, sums, c):
+        """The rest of a FloorSumUnit step on (rows, N) from :meth:`isum`'s sums (one, or the even-k and
+        the odd-k one with ``split_parity``) and the finite chain state ``c`` (float64 FP32 values): the
+        operations of :func:`_floor_sum_step` and :func:`_join` in integer units, exponents in int32.
+
+        With ``e_dot`` the larger exponent of the two sums (``split_parity``; each sum floored onto
+        ``2**(e_dot - F)``, which is exact for the one at ``e_dot``) and ``e_max = max(e_dot, e_C)``,
+        everything is counted in units of ``2**(e_max - join_bits)``: the sum floored there, C floored
+        onto ``2**(e_max - F)`` (``join_bits >= F``, checked by ``ok``), their sum (an integer below
+        2**45, exact in float64) floored to ``frac_bits + 1`` significant bits by masking its float64
+        fraction (one unit more in magnitude for a negative value that lost bits: the floor), scaled
+        back and cast to float32 (its one nearest-even rounding)."""
+        F, J = self.F, unit.join_bits
+        I0, E0, Ez0 = sums[0]
+        if len(sums) == 2:
+            I1, E1, Ez1 = sums[1]
+            e_dot = np.maximum(Ez0, Ez1)
+            D = np.floor(np.ldexp(I0, Ez0 - e_dot))
+            D += np.floor(np.ldexp(I1, Ez1 - e_dot))
+            dead = np.maximum(E0, E1) < self.lo
+        else:
+            D, e_dot, dead = I0, Ez0, E0 < self.lo
+        # C's exponent from its float64 field (FP32 values are float64 normals); a zero C gets -1023,
+        # below every product's exponent and every other C's; a block without products is pushed below it
+        e_c = (c.view(np.int64) >> 52).astype(np.int32)
+        e_c &= 0x7FF
+        e_c -= 1023
+        e_max = np.maximum(e_dot - dead * np.int32(4000), e_c)
+        if unit.c_drop_bits is not None:
+            c = c * (e_c >= e_max - unit.c_drop_bits)  # a dropped C: a zero (its sign cannot show below)
+        v = np.floor(np.ldexp(D, e_dot - e_max + (J - F)))
+        ct = np.floor(np.ldexp(c, F - e_max))
+        ct *= 2.0 ** (J - F)
+        v += ct
+        bits = v.view(np.int64)
+        lost = bits & np.int64((1 << (52 - unit.frac_bits)) - 1)
+        bits &= np.int64(~((1 << (52 - unit.frac_bits)) - 1))
+        lost = (lost != 0) & (bits < 0)
+        bits += lost.astype(np.int64) << (52 - unit.frac_bits)
+        with np.errstate(over="ignore"):
+            return np.ldexp(v, e_max - J).astype(np.float32).astype(np.float64)
 
 
 #: K elements per pass of the whole-array ExactBlockUnit engine (a multiple of every block)

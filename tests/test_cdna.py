@@ -123,6 +123,30 @@ def test_floor_sum_fast_sums_equal_twin(fa, band, rng):
         assert _FastSums(unit, a, b).ok == (band == (-3, 3))
 
 
+@pytest.mark.parametrize("fa", ["bfloat16", "e4m3fnuz"])
+def test_floor_sum_join_corner_cases(fa, rng):
+    """The fast join's corners, each against the twin: a negative sum that loses bits below frac_bits
+    + 1 significant bits (its floor, not truncation, lands on an FP32 midpoint: -2, where truncation
+    would keep C), and a block without products beside rows with products, with a C far below them
+    (its own exponent aligns it, not the other rows' products)."""
+    unit = tensor_core("MI300X", fa)
+    fmt = unit.in_format
+    if fmt.name == "bfloat16":
+        # C's part -(2**33 - 512), the product's -255, in units of 2**-32: -(2**33 - 257) floors to
+        # the midpoint -(2**33 - 256), which rounds to even
+        a, b, c = np.array([[-1.9921875]]), np.array([[2.0**-25]]), np.array([[-(2 - 2.0**-23)]])
+        got = fp8sim.matmul(a, b, c, unit=unit)
+        assert got.item() == -2.0 == floor_sum_dot(a[0], b[:, 0], c[0, 0], unit)
+    a = np.zeros((3, unit.block))
+    a[1:] = fp8sim.quantize(rng.uniform(1, 2, (2, unit.block)), fmt)
+    b = fp8sim.quantize(rng.uniform(1, 2, (unit.block, 2)), fmt)
+    c = np.array([[1.5 * 2.0**-40, -1.5 * 2.0**-40], [2.0**-40, 0.0], [-3.0, 0.0]])
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[floor_sum_dot(a[i], b[:, j], c[i, j], unit) for j in range(2)] for i in range(3)])
+    assert same(got, want).all()
+    assert got[0, 0] == 1.5 * 2.0**-40
+
+
 @pytest.mark.parametrize("fa", ["float16", "bfloat16"])
 def test_exact_block_unit_decided_sums_equal_twin(fa, rng, monkeypatch):
     """CDNA1's float64 block sums decided against their error bound: ties on an FP32 midpoint, a hair
