@@ -619,7 +619,7 @@ def _align_and_sum_f64(plan, E, terms, c):
     """:func:`_align_and_sum_f32` with a float64 chain state and float64 sums (terms in float32 or
     float64): the same range conditions, the scales built as float64 (or float32) bit patterns, the
     result truncated by masking float64 fraction bits.  ``None`` hands the tile to the general step."""
-    cf = c.view(np.int64) >> 52
+    cf = (c.view(np.int64) >> 52).astype(np.int32)
     cf &= 0x7FF
     cf -= 1023 - 127  # biased like E; a zero C far below every product
     Eb = np.maximum(E, cf, out=cf)
@@ -628,15 +628,18 @@ def _align_and_sum_f64(plan, E, terms, c):
         return None
     shift = np.subtract(plan.unit.align_bits + 127, Eb, out=Eb)  # F - E, within (-126, 127)
     if terms.dtype == np.float32:
-        ts = ((shift + 127) << 23).astype(np.int32).view(np.float32)
+        ts = shift + 127
+        ts <<= 23
+        terms *= ts.view(np.float32)
     else:
-        ts = pow2(shift)
-    terms *= ts
+        terms *= pow2(shift)
     s = truncated_sum_k(terms, plan.ibuf, plan.unit.align_bits)
-    ct = c * pow2(shift)
+    # (ldexp with int32 exponents: powers of two applied exactly, no float64 scale arrays built)
+    ct = np.ldexp(c, shift)
     np.trunc(ct, out=ct)
     s += ct
-    s *= pow2(-shift)
+    np.negative(shift, out=shift)
+    np.ldexp(s, shift, out=s)
     bits = s.view(np.uint64)
     bits &= plan.rtz_mask
     return s
