@@ -713,6 +713,25 @@ def _apply_specials(result, c, counts):
 
 #: products per row tile of the k-major engine: block * rows * N close to this (a few MB, cache-sized)
 KMAJOR_TILE = 1 << 19
+#: the k-major engine prepares its operands for at most KMAJOR_CHUNK_K elements of K at a time, and at
+#: most about KMAJOR_CHUNK values of both operands together (at least one block)
+KMAJOR_CHUNK_K = 128
+KMAJOR_CHUNK = 1 << 20
+
+
+def _kmajor_operands(plan, a, b):
+    """A chunk of K for the k-major engine: a (M, k) and b (k, N) as (aT, eaT, bk, ebk, special), the
+    finite values (non-finite ones as 0) in the plan's work type and their exponents, k-major and
+    contiguous; ``special``: whether the chunk holds a non-finite value."""
+    unit, dt = plan.unit, plan.dtype
+    special = not (np.isfinite(a).all() and np.isfinite(b).all())
+    if special:
+        a = np.where(np.isfinite(a), a, 0.0)
+        b = np.where(np.isfinite(b), b, 0.0)
+    aT = np.ascontiguousarray(a.T)
+    bk = np.ascontiguousarray(b)
+    eaT, ebk = plan.exponents(aT, unit.in_format), plan.exponents(bk, unit.b_format)
+    return aT.astype(dt, copy=False), eaT, bk.astype(dt, copy=False), ebk, special
 
 
 def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, tile_elems: int | None = None,
@@ -754,22 +773,31 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
         ebuf = np.empty((unit.block, rows, N), plan.exp_dtype)
         if plan.f64 and dt == np.float32:
             plan.ibuf = np.empty((unit.block, rows, N), np.int32)  # the float64 step's int32 sums
+    # the k-major engine prepares its operands (finite values in the work type, exponents, k-major
+    # copies) for a chunk of several blocks at once: fewer, larger passes than one per block
+    chunk = unit.block
+    if kmajor:
+        chunk = unit.block * max(1, min(KMAJOR_CHUNK_K, KMAJOR_CHUNK // (M + N)) // unit.block)
     for k0 in range(0, K, unit.block):
         k1 = min(k0 + unit.block, K)
         kb = k1 - k0
         a_blk = a[:, k0:k1]
         b_blk = b[:, k0:k1] if paired else b[k0:k1].T  # (rows or N, k)
-        special = not (np.isfinite(a_blk).all() and np.isfinite(b_blk).all())
-        if special:
-            a_fin = np.where(np.isfinite(a_blk), a_blk, 0.0)
-            b_fin = np.where(np.isfinite(b_blk), b_blk, 0.0)
+        if kmajor:
+            if k0 % chunk == 0:  # (k, M) and (k, N) for the chunk, contiguous along the long axis
+                c1 = min(k0 + chunk, K)
+                aT_c, eaT_c, bk_c, ebk_c, special_c = _kmajor_operands(plan, a[:, k0:c1], b[k0:c1])
+            j = k0 % chunk
+            aT, eaT, bk, ebk = aT_c[j:j + kb], eaT_c[j:j + kb], bk_c[j:j + kb], ebk_c[j:j + kb]
+            special = special_c and not (np.isfinite(a_blk).all() and np.isfinite(b_blk).all())
         else:
-            a_fin, b_fin = a_blk, b_blk
-        ea, eb = plan.exponents(a_fin, unit.in_format), plan.exponents(b_fin, unit.b_format)
-        if kmajor:  # (k, M) and (k, N), contiguous along the long axis
-            aT, eaT = np.ascontiguousarray(a_fin.T, dt), np.ascontiguousarray(ea.T)
-            bk, ebk = np.ascontiguousarray(b_fin.T, dt), np.ascontiguousarray(eb.T)
-        else:
+            special = not (np.isfinite(a_blk).all() and np.isfinite(b_blk).all())
+            if special:
+                a_fin = np.where(np.isfinite(a_blk), a_blk, 0.0)
+                b_fin = np.where(np.isfinite(b_blk), b_blk, 0.0)
+            else:
+                a_fin, b_fin = a_blk, b_blk
+            ea, eb = plan.exponents(a_fin, unit.in_format), plan.exponents(b_fin, unit.b_format)
             a_fin, b_fin = a_fin.astype(dt), b_fin.astype(dt)
         for m0 in range(0, M, rows):
             m1 = min(m0 + rows, M)
