@@ -285,27 +285,74 @@ class SplitFP16Unit:
 
 
 def split_fp16_chain(a, b, c, unit: SplitFP16Unit, *, paired=False, tile_elems=None) -> np.ndarray:
-    """:class:`SplitFP16Unit` chained over K: a (M, K) @ b (K, N) + c (or row-paired, as dot_chain)."""
+    """:class:`SplitFP16Unit` chained over K: a (M, K) @ b (K, N) + c (or row-paired, as dot_chain).
+
+    Matrix products run in the k-major layout, one plan and one set of buffers for the whole chain
+    (:func:`_split_fp16_kmajor`); row-paired products chain :func:`dot_chain` per group."""
+    if not paired:
+        return _split_fp16_kmajor(a, b, c, unit, tile_elems)
     g1, g2 = (np.array(g) for g in unit.groups)
     out = np.asarray(c, np.float64)
     K = a.shape[1]
     for k0 in range(0, K, unit.block):
         kb = min(unit.block, K - k0)
         i1, i2 = k0 + g1[g1 < kb], k0 + g2[g2 < kb]
+        t1 = _split_group(a, b, np.zeros_like(out), unit, i1, paired, tile_elems)
+        t2 = _split_group(a, b, t1, unit, i2, paired, tile_elems)
+        out = _split_join(unit, t2, out)
+    return out
 
-        def part(idx, cc):
-            if idx.size == 0:
-                return np.asarray(cc, np.float64)
-            bb = b[:, idx] if paired else b[idx]
-            return dot_chain(a[:, idx], bb, cc, unit.step, paired=paired, tile_elems=tile_elems)
 
-        t1 = part(i1, np.zeros_like(out))
-        t2 = part(i2, t1)
-        with np.errstate(invalid="ignore", over="ignore"):
-            if unit.out_format.name == "float16":
-                out = quantize(t2 + out, "float16")  # both FP16-grid values: the float64 sum is exact
-            else:
-                out = add_fp32(t2, out)
+def _split_group(a, b, cc, unit, idx, paired, tile_elems):
+    """One group's FP16-path step of a SplitFP16Unit block over the columns ``idx`` of K, any inputs."""
+    if idx.size == 0:
+        return np.asarray(cc, np.float64)
+    bb = b[:, idx] if paired else b[idx]
+    return dot_chain(a[:, idx], bb, cc, unit.step, paired=paired, tile_elems=tile_elems)
+
+
+def _split_join(unit, t2, c):
+    """A SplitFP16Unit block's last operation: ``t2 + C``, one nearest-even rounding to the output."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        if unit.out_format.name == "float16":
+            return quantize(t2 + c, "float16")  # both FP16-grid values: the float64 sum is exact
+        return add_fp32(t2, c)
+
+
+def _split_fp16_kmajor(a, b, c, unit, tile_elems=None):
+    """:func:`split_fp16_chain` for a matrix product: the two group steps of every block through
+    :func:`_step_kmajor` with one plan for the FP16-path step over the whole chain; a row tile whose
+    operands or state are not all finite takes :func:`dot_chain` (its special-value rules) for that
+    block's groups."""
+    M, K = a.shape
+    N = b.shape[1]
+    step = unit.step
+    plan = _Plan(step, a, b)
+    g1, g2 = (np.array(g) for g in unit.groups)
+    half = len(g1)
+    rows = max(1, min(M, (KMAJOR_TILE if tile_elems is None else tile_elems) // max(1, N * half)))
+    tbuf = np.empty((half, rows, N), plan.dtype)
+    ebuf = np.empty((half, rows, N), plan.exp_dtype)
+    if plan.f64 and plan.dtype == np.float32:
+        plan.ibuf = np.empty((half, rows, N), np.int32)
+    zero = np.zeros((rows, N))
+    out = np.array(c, np.float64, copy=True)
+    for k0 in range(0, K, unit.block):
+        kb = min(unit.block, K - k0)
+        groups = [k0 + g for g in (g1[g1 < kb], g2[g2 < kb]) if (g < kb).any()]
+        ops = [_kmajor_operands(plan, a[:, i], b[i]) for i in groups]
+        for m0 in range(0, M, rows):
+            m1 = min(m0 + rows, M)
+            r = m1 - m0
+            cm = out[m0:m1]
+            t = zero[:r]
+            for (aT, eaT, bk, ebk, special), i in zip(ops, groups):
+                if special or not np.isfinite(t).all():
+                    t = dot_chain(a[m0:m1, i], b[i], t, step, tile_elems=tile_elems)
+                else:
+                    t = _step_kmajor(plan, aT[:, m0:m1], eaT[:, m0:m1], bk, ebk, t, tbuf[:len(i), :r],
+                                     ebuf[:len(i), :r])
+            out[m0:m1] = _split_join(unit, t, cm)
     return out
 
 

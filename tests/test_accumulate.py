@@ -300,6 +300,30 @@ def test_split_fp16_unit_equals_twin(gpu, fmt, K, rng):
     assert same(paired, [split_fp16_dot(a[i], b[:, i], c[i, 0], unit) for i in range(4)]).all()
 
 
+@pytest.mark.parametrize("out", ["float16", "float32"])
+def test_split_fp16_kmajor_tiles_and_fallbacks_equal_twin(out, rng, monkeypatch):
+    """The k-major SplitFP16Unit chain over several row tiles, with a first group that overflows FP16
+    (its second group then starts from Inf), a NaN input in one block, an infinite C and a partial
+    last block: each tile falls back to dot_chain where it must, and every output equals the twin."""
+    import fp8sim.accumulate as acc
+
+    monkeypatch.setattr(acc, "KMAJOR_TILE", 16 * 2 * 3)
+    unit = tensor_core("H100", "e4m3", out_format=out, instruction="mma.sync")
+    M, K, N = 7, 3 * 32 + 11, 3
+    a = random_inputs(rng, (M, K), unit.in_format, spread=4)
+    b = random_inputs(rng, (K, N), unit.b_format, spread=4)
+    a, b = np.where(np.isfinite(a), a, 1.0), np.where(np.isfinite(b), b, 1.0)
+    a[2, 32:64:4] = a[2, 33:64:4] = 448.0   # group G1 of block 1 in row 2: sixteen 448 * 448 products
+    b[32:64, :] = 448.0
+    a[4, 70] = np.nan
+    c = fp8sim.quantize(rng.standard_normal((M, N)), out)
+    c[5, 1] = -np.inf
+    got = matmul(a, b, c, unit=unit)
+    want = np.array([[split_fp16_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
+    assert same(got, want).all()
+    assert np.isnan(got[4]).all() and np.isinf(got[5, 1])
+
+
 def test_unit_strings_name_the_instruction():
     assert fp8sim.gemm.resolve_unit("B200:e4m3@mma.sync") == tensor_core("B200", "e4m3", instruction="mma.sync")
     assert fp8sim.gemm.resolve_unit("B200:e4m3") == tensor_core("B200", "e4m3", instruction="tcgen05")
