@@ -333,7 +333,7 @@ def _split_fp16_kmajor(a, b, c, unit, tile_elems=None):
     rows = max(1, min(M, (KMAJOR_TILE if tile_elems is None else tile_elems) // max(1, N * half)))
     tbuf = np.empty((half, rows, N), plan.dtype)
     ebuf = np.empty((half, rows, N), plan.exp_dtype)
-    if plan.f64 and plan.dtype == np.float32:
+    if (plan.f64 or plan.c_after) and plan.dtype == np.float32:
         plan.ibuf = np.empty((half, rows, N), np.int32)
     zero = np.zeros((rows, N))
     out = np.array(c, np.float64, copy=True)
@@ -540,6 +540,16 @@ class _Plan:
         # 2**(F - E) float32 normals, and the result below 2**128
         self.f32_range = (max(unit.align_bits + 1, lo + 127), 253 - L)
         self.f32_mask = np.int32(~((1 << (23 - unit.out_frac_bits)) - 1))
+        # the step with C outside the alignment (_sum_then_add_c): the products' truncated sum on float32
+        # terms, truncated to FP32 by masking and C added with one nearest-even rounding; exact when
+        # 2**(F - E) is a float32 normal for every product exponent E, every non-zero sum times
+        # 2**(E - F) an FP32 normal (lo - F >= -126) below 2**128 (E below 2**(126 - L)), and a zero
+        # input's exponent tells an all-zero block
+        self.c_after = (not unit.c_in_alignment and unit.out_rounding == "toward_zero"
+                        and unit.c_rounding == "nearest_even" and unit.step_format is None
+                        and unit.out_frac_bits == 23 and terms32 and unit.align_bits <= 27
+                        and lo - unit.align_bits >= -126 and pr.hi - 2 <= 125 - L
+                        and self.no_exp + pr.top < lo)
 
     def exponents(self, x, fmt):
         """Input exponents clamped at fmt's emin, zeros at no_exp (never the largest)."""
@@ -596,7 +606,31 @@ def _step_kmajor(plan, aT, eaT, b, eb, c, tbuf, ebuf):
         r = _align_and_sum_f64(plan, E, tbuf, c)
         if r is not None:
             return r
+    elif plan.c_after:
+        return _sum_then_add_c(plan, E, tbuf, c)
     return _align_and_sum(plan, E, tbuf, 0, c)
+
+
+def _sum_then_add_c(plan, E, terms, c):
+    """The step of a unit with C outside the alignment (``plan.c_after``): ``E`` biased maximum product
+    exponents (r, n), ``terms`` (k, r, n) exact float32 products, ``c`` (r, n) finite FP32 values.
+
+    Each product is scaled onto the grid ``2**(E - F)`` (an all-zero block takes the lowest product
+    exponent's scale, which keeps its zeros), truncated and summed exactly (:func:`truncated_sum_k`),
+    scaled back (an FP32 normal or zero under ``plan.c_after``'s conditions) and truncated to FP32 by
+    masking its float64 fraction; C is then added with one nearest-even rounding (:func:`add_fp32`)."""
+    F = plan.unit.align_bits
+    Ez = np.maximum(E, np.int32(plan.min_exp + 127))
+    shift = np.subtract(F + 127, Ez, out=Ez)
+    ts = shift + 127
+    ts <<= 23
+    terms *= ts.view(np.float32)
+    s = truncated_sum_k(terms, plan.ibuf, F)
+    np.negative(shift, out=shift)
+    np.ldexp(s, shift, out=s)
+    bits = s.view(np.uint64)
+    bits &= plan.rtz_mask
+    return add_fp32(s, c)
 
 
 def _align_and_sum_f32(plan, E, terms, c):
@@ -818,7 +852,7 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
     if kmajor:
         tbuf = np.empty((unit.block, rows, N), dt)
         ebuf = np.empty((unit.block, rows, N), plan.exp_dtype)
-        if plan.f64 and dt == np.float32:
+        if (plan.f64 or plan.c_after) and dt == np.float32:
             plan.ibuf = np.empty((unit.block, rows, N), np.int32)  # the float64 step's int32 sums
     # the k-major engine prepares its operands (finite values in the work type, exponents, k-major
     # copies) for a chunk of several blocks at once: fewer, larger passes than one per block

@@ -422,3 +422,40 @@ def test_float64_step_int32_sums_at_their_largest(unit, rng):
     classic = dot_chain(a, b, c, unit, engine="classic")
     np.testing.assert_array_equal(got.view(np.uint64), classic.view(np.uint64))
     assert same(got, reference_matmul(a, b, c, unit)).all()
+
+
+C_AFTER_CASES = [(tensor_core("B200", "e4m3", instruction="mma.sync"), (-12, 16), True),
+                 (tensor_core("B200", "e5m2", instruction="mma.sync"), (-28, 30), True),
+                 (tensor_core("B200", "e4m3", instruction="mma.sync").replace(in_format="bfloat16",
+                                                                             b_format="bfloat16"), (-3, 3), True),
+                 (tensor_core("B200", "e4m3", instruction="mma.sync").replace(in_format="bfloat16",
+                                                                             b_format="bfloat16"), (-110, 10), False),
+                 (tensor_core("B200", "e4m3", instruction="mma.sync").replace(in_format="bfloat16",
+                                                                             b_format="bfloat16"), (-20, 124), False)]
+
+
+@pytest.mark.parametrize("unit, band, fast", C_AFTER_CASES, ids=lambda x: getattr(x, "name", str(x)))
+def test_c_after_alignment_step_equals_classic_and_twin(unit, band, fast, rng):
+    """C outside the alignment (B200 mma.sync FP8): the products' truncated sum masked to FP32, then C
+    added with one nearest-even rounding, where plan.c_after's conditions hold (and the general step
+    where they do not): the largest significands of one sign, all-zero blocks, signed zero, subnormal
+    and large cancelling C, K not a multiple of the block; engines and twin agree bit for bit."""
+    from fp8sim.accumulate import _Plan
+
+    f = unit.in_format
+    lo, hi = band
+    M, K, N = 7, 2 * unit.block + 9, 5
+    a = _exponent_band(rng, (M, K), f, lo // 2, hi // 2)
+    b = _exponent_band(rng, (K, N), unit.b_format, lo - lo // 2, hi - hi // 2)
+    top = 2.0 - 2.0 ** -f.mantissa_bits
+    a[0], b[:, 0] = top * 2.0 ** (hi // 2), top * 2.0 ** (hi - hi // 2)   # one sign, largest significands
+    a[1, :unit.block] = 0.0                                               # an all-zero block
+    c = _addends(rng, (M, N))
+    c[2] = [0.0, -0.0, 2.0**-149, -3 * 2.0**-140, 1.0]
+    assert _Plan(unit, a, b).c_after == fast
+    with np.errstate(over="ignore", invalid="ignore"):    # the widest band overflows FP32 (as matmul runs it)
+        c[3] = -fp8sim.quantize(dot_chain(a[3:4], b, np.zeros((1, N)), unit), "float32")  # cancels the sums
+        got = dot_chain(a, b, c, unit, tile_elems=2 * N * unit.block)
+        classic = dot_chain(a, b, c, unit, engine="classic")
+    np.testing.assert_array_equal(got.view(np.uint64), classic.view(np.uint64))
+    assert same(got, reference_matmul(a, b, c, unit)).all()
