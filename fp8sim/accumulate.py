@@ -316,7 +316,7 @@ def _split_join(unit, t2, c):
     with np.errstate(invalid="ignore", over="ignore"):
         if unit.out_format.name == "float16":
             return quantize(t2 + c, "float16")  # both FP16-grid values: the float64 sum is exact
-        return add_fp32(t2, c)
+        return add_fp32_values(t2, c)  # the step's result and the chain state are FP32 values
 
 
 def _split_fp16_kmajor(a, b, c, unit, tile_elems=None):
@@ -369,6 +369,17 @@ def add_fp32(acc: np.ndarray, x: np.ndarray) -> np.ndarray:
         o = r + 2 * d  # the other neighbour when s is a midpoint
         mid = (d != 0) & (o.astype(np.float32).astype(np.float64) == o) & (e != 0) & np.isfinite(s)
         return np.where(mid & ((e > 0) == (d > 0)), o, r)
+
+
+def add_fp32_values(acc: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """:func:`add_fp32` where both operands hold FP32 values (NaN and Inf included): one IEEE float32
+    addition, which is the exact sum rounded once to nearest-even (overflow to Inf), as float64.
+
+    >>> add_fp32_values(np.array([1.0]), np.array([2.0**-24])).tolist()   # a tie: to even
+    [1.0]
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (acc.astype(np.float32) + x.astype(np.float32)).astype(np.float64)
 
 
 def clamped_exponents(x, fmt: FloatFormat, zero_exp=None) -> np.ndarray:
@@ -547,7 +558,7 @@ class _Plan:
         # input's exponent tells an all-zero block
         self.c_after = (not unit.c_in_alignment and unit.out_rounding == "toward_zero"
                         and unit.c_rounding == "nearest_even" and unit.step_format is None
-                        and unit.out_frac_bits == 23 and terms32 and unit.align_bits <= 27
+                        and unit.out_frac_bits == 23 and terms32 and unit.align_bits <= 28
                         and lo - unit.align_bits >= -126 and pr.hi - 2 <= 125 - L
                         and self.no_exp + pr.top < lo)
 
@@ -618,7 +629,8 @@ def _sum_then_add_c(plan, E, terms, c):
     Each product is scaled onto the grid ``2**(E - F)`` (an all-zero block takes the lowest product
     exponent's scale, which keeps its zeros), truncated and summed exactly (:func:`truncated_sum_k`),
     scaled back (an FP32 normal or zero under ``plan.c_after``'s conditions) and truncated to FP32 by
-    masking its float64 fraction; C is then added with one nearest-even rounding (:func:`add_fp32`)."""
+    masking its float64 fraction; C is then added with one nearest-even rounding (both are FP32 values:
+    :func:`add_fp32_values`)."""
     F = plan.unit.align_bits
     Ez = np.maximum(E, np.int32(plan.min_exp + 127))
     shift = np.subtract(F + 127, Ez, out=Ez)
@@ -630,7 +642,7 @@ def _sum_then_add_c(plan, E, terms, c):
     np.ldexp(s, shift, out=s)
     bits = s.view(np.uint64)
     bits &= plan.rtz_mask
-    return add_fp32(s, c)
+    return add_fp32_values(s, c)
 
 
 def _align_and_sum_f32(plan, E, terms, c):
@@ -675,21 +687,22 @@ def _align_and_sum_f32(plan, E, terms, c):
 def truncated_sum_k(P, ibuf, F):
     """The sum over the leading axis of scaled products ``P`` (k, r, n), each truncated toward zero, as
     float64, exactly.  Each scaled product of a truncated fused sum with F alignment bits lies below
-    2**(F + 2) (two significands below 2), so for float32 ``P`` and F <= 27 the conversion to int32
-    truncates it and int32 sums of 2**(28 - F) of them stay below 2**30 (the chunks are added in
-    float64); that is faster than truncating in place and summing into float64.  ``ibuf``: an int32
+    2**(F + 2) (two significands below 2), so for float32 ``P`` and F <= 28 the conversion to int32
+    truncates it to an integer of magnitude at most 2**(F + 2) - 1, and int32 sums of 2**(29 - F) of
+    them stay within 2**31 - 1 (the chunks are added in float64); that is faster than truncating in
+    place and summing into float64.  ``ibuf``: an int32
     buffer of at least P's shape, or None (truncation in place, float64 sum).
 
     >>> truncated_sum_k(np.array([[[2.75]], [[-1.5]], [[3.99]]], np.float32), np.empty((3, 1, 1), np.int32), 25)
     array([[4.]])
     """
-    if ibuf is None or F > 27 or P.dtype != np.float32:
+    if ibuf is None or F > 28 or P.dtype != np.float32:
         np.trunc(P, out=P)
         return P.sum(axis=0, dtype=np.float64)
     k = P.shape[0]
     ib = ibuf[:k, :P.shape[1]]
     np.copyto(ib, P, casting="unsafe")
-    q = 1 << (28 - F)
+    q = 1 << (29 - F)
     s = np.add.reduce(ib[:q], axis=0, dtype=np.int32).astype(np.float64)
     for k0 in range(q, k, q):
         s += np.add.reduce(ib[k0:k0 + q], axis=0, dtype=np.int32)

@@ -402,7 +402,7 @@ def test_data_planned_work_types_equal_classic_and_twin(unit, band, rng):
                                   tensor_core("H100", "tf32"), tensor_core("V100", "float16"),
                                   tensor_core("A100", "bfloat16")], ids=lambda u: u.name)
 def test_float64_step_int32_sums_at_their_largest(unit, rng):
-    """The float64 step sums the truncated terms as int32 in chunks of 2**(28 - F): products with the
+    """The float64 step sums the truncated terms as int32 in chunks of 2**(29 - F): products with the
     largest significands, all of one sign, give the largest chunk sums; both engines and the twin agree."""
     from fp8sim.accumulate import _Plan
 

@@ -66,6 +66,31 @@ def test_add_fp32_rounds_once(rng):
     assert same(add_fp32(x, y), want).all()
 
 
+def test_add_fp32_values_rounds_once(rng):
+    """FP32 operands (the chain's): one float32 addition is the exact sum rounded once, ties, subnormal
+    and zero results, signed zeros, overflow and specials included."""
+    from fractions import Fraction
+
+    from fp8sim.accumulate import add_fp32_values
+
+    n = 20000
+    x = fp8sim.quantize(rng.standard_normal(n) * np.exp2(rng.integers(-150, 128, n)), "float32", overflow="saturate")
+    y = fp8sim.quantize(rng.standard_normal(n) * np.exp2(rng.integers(-150, 128, n)), "float32", overflow="saturate")
+    y[:2000] = x[:2000] * np.exp2(-rng.integers(20, 30, 2000)) * rng.choice([-1.5, 1.0, -1.0], 2000)   # ties near
+    y[2000:2100] = -x[2000:2100]                                                                       # exact zeros
+    x[2100:2200] = rng.integers(-2**20, 2**20, 100) * 2.0**-149                                        # subnormals
+    x[2200], y[2200], x[2201], y[2201] = -0.0, -0.0, -0.0, 0.0
+    x[2202], y[2202] = np.float32(3.4e38), np.float32(3.4e38)                                          # overflow
+    x[2203:2206], y[2203:2206] = [np.inf, np.nan, np.inf], [1.0, 1.0, -np.inf]
+    y = fp8sim.quantize(y, "float32")
+    got = add_fp32_values(x, y)
+    assert same(got[2203:2206], [np.inf, np.nan, np.nan]).all()
+    want = [fp8sim.reference.quantize_scalar(Fraction(p) + Fraction(q), "float32") if p + q != 0 or p != 0
+            else (p + q) for p, q in zip(x[:2203], y[:2203])]
+    assert same(got[:2203], want).all() and same(got[:2203], add_fp32(x[:2203], y[:2203])).all()
+    assert np.signbit(got[2200]) and not np.signbit(got[2201])
+
+
 def test_promotion_improves_long_sums():
     rng = np.random.default_rng(0)
     a = fp8sim.quantize(rng.random((8, 4096)), "e4m3")
