@@ -127,6 +127,25 @@ def point_rng(seed, *keys):
     return np.random.default_rng([int(seed)] + [int(k) for k in keys])
 
 
+def interleaved_median_seconds(fns, repeats, warmup=True):
+    """Median wall time of each of ``fns`` (a dict of name -> callable) over ``repeats`` rounds in
+    which every function runs once, in turn (after one untimed run of each, or of the names in the
+    set ``warmup``): a ratio of two of them then compares runs made side by side, not minutes apart
+    on a machine whose speed drifts."""
+    import statistics
+
+    for name, fn in fns.items():
+        if warmup is True or (warmup and name in warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def median_seconds(fn, repeats, warmup=True):
     """Median wall time of ``fn()`` over ``repeats`` runs (after one untimed run)."""
     import statistics

@@ -4,7 +4,9 @@
 
 Main shape: M = N = 256, K = 4096, E4M3 inputs, the H100 unit, fast chain
 and promotion every 128.  Every ratio below is a ratio of median times
-measured in this run, on this machine:
+measured in this run, on this machine, the two sides timed in alternating
+rounds (``_common.interleaved_median_seconds``: this machine's speed drifts
+by 10-30% over minutes, which sequential timings turned into ratios):
 
 - the k-major engine (fp8sim's default) against the engine of fp8sim 0.1
   (``engine="classic"``, kept as the baseline), on one thread and with the
@@ -42,9 +44,9 @@ from fp8sim.gemm import thread_count
 from fp8sim.hardware import presets, tensor_core
 
 try:
-    from ._common import median_seconds, out_dir, script_parser, write_json
+    from ._common import interleaved_median_seconds, median_seconds, out_dir, script_parser, write_json
 except ImportError:  # run as a script
-    from _common import median_seconds, out_dir, script_parser, write_json
+    from _common import interleaved_median_seconds, median_seconds, out_dir, script_parser, write_json
 
 
 def inputs(rng, M, K, N, fmt="e4m3"):
@@ -185,12 +187,10 @@ def main_table(M, N, K, repeats, seed):
     for plan, promote in (("fast", None), ("promote128", 128)):
         base = classic(a, b, unit, promote)
         r = {}
-        r["classic_s"] = median_seconds(lambda: classic(a, b, unit, promote), repeats, warmup=False)
         one = fp8sim.matmul(a, b, unit=unit, promote_every=promote, threads=1)
-        r["kmajor_1thread_s"] = median_seconds(
-            lambda: fp8sim.matmul(a, b, unit=unit, promote_every=promote, threads=1), repeats)
-        r["kmajor_default_s"] = median_seconds(
-            lambda: fp8sim.matmul(a, b, unit=unit, promote_every=promote), repeats)
+        fns = {"classic": lambda: classic(a, b, unit, promote),
+               "kmajor_1thread": lambda: fp8sim.matmul(a, b, unit=unit, promote_every=promote, threads=1),
+               "kmajor_default": lambda: fp8sim.matmul(a, b, unit=unit, promote_every=promote)}
         r["threads_default"] = auto_threads
         r["same_bits_as_classic"] = bool(np.array_equal(one.view(np.uint64), base.view(np.uint64)))
         r["threads_bit_identical"] = bool(np.array_equal(
@@ -199,10 +199,13 @@ def main_table(M, N, K, repeats, seed):
             ceiling(a[:2, :64], b[:64, :2], unit, promote and 32)  # compile
             r["numba_same_bits"] = bool(np.array_equal(ceiling(a, b, unit, promote).view(np.uint64),
                                                        one.view(np.uint64)))
-            r["numba_s"] = median_seconds(lambda: ceiling(a, b, unit, promote), repeats)
+            fns["numba"] = lambda: ceiling(a, b, unit, promote)
         if emu is not None:
             r["mmaemu_same_bits"] = bool(np.array_equal(emu(a, b, promote).view(np.uint64), one.view(np.uint64)))
-            r["mmaemu_s"] = median_seconds(lambda: emu(a, b, promote), repeats)
+            fns["mmaemu"] = lambda: emu(a, b, promote)
+        # side by side: every ratio below compares runs made in the same rounds
+        for name, t in interleaved_median_seconds(fns, repeats, warmup=set(fns) - {"classic"}).items():
+            r[f"{name}_s"] = t
         rows[plan] = r
     malloc = {k: os.environ[k] for k in MALLOC_ENV if k in os.environ}
     return {"shape": [M, N, K], "plans": rows, "numba": ceiling is not None, "mmaemu": emu is not None,
@@ -219,28 +222,32 @@ def mmaemu_sweep(sizes, K, repeats, seed):
     out = {}
     for n in sizes:
         a, b = inputs(rng, n, K, n)
-        ours = median_seconds(lambda: fp8sim.matmul(a, b, unit=unit, threads=1), repeats)
-        theirs = median_seconds(lambda: emu(a, b, None), repeats)
+        t = interleaved_median_seconds({"ours": lambda: fp8sim.matmul(a, b, unit=unit, threads=1),
+                                        "theirs": lambda: emu(a, b, None)}, repeats)
+        ours, theirs = t["ours"], t["theirs"]
         out[n] = {"fp8sim_s": ours, "mmaemu_s": theirs, "speedup": theirs / ours}
     return out
 
 
 def units_table(M, N, K, repeats, seed):
+    """Every preset unit at one thread, each timed in rounds alternating with the H100 E4M3 unit (the
+    main shape's, ``wgmma``) on its own inputs: the rate ratio compares runs made side by side."""
     rng = np.random.default_rng(seed)
+    ref_unit = tensor_core("H100", "e4m3")
+    ra, rb = inputs(rng, M, K, N)
     out = {}
     for gpu, instr, fmt, _ in presets():
         unit = tensor_core(gpu, fmt, instruction=instr)
         a, b = inputs(rng, M, K, N, fmt)
-        t = median_seconds(lambda: fp8sim.matmul(a, b, unit=unit, threads=1), repeats)
+        t = interleaved_median_seconds({"ref": lambda: fp8sim.matmul(ra, rb, unit=ref_unit, threads=1),
+                                        "unit": lambda: fp8sim.matmul(a, b, unit=unit, threads=1)}, repeats)
         if isinstance(unit, fp8sim.BlockFMA):
             # the products' work type the engine plans for these operands
             work = "float32" if fp8sim.accumulate._Plan(unit, a, b).dtype == np.float32 else "float64"
         else:
             work = type(unit).__name__
-        out[unit.name] = {"s": t, "mac_per_s": M * N * K / t, "work_type": work}
-    ref = out[tensor_core("H100", "e4m3").name]["mac_per_s"]  # the H100 unit of the main shape (wgmma)
-    for v in out.values():
-        v["rate_vs_h100_e4m3"] = v["mac_per_s"] / ref
+        out[unit.name] = {"s": t["unit"], "mac_per_s": M * N * K / t["unit"], "work_type": work,
+                          "h100_e4m3_s": t["ref"], "rate_vs_h100_e4m3": t["ref"] / t["unit"]}
     return out
 
 
@@ -250,10 +257,12 @@ def scaling_table(M, N, K, repeats, seed):
     A = fp8sim.quantize_scaled(x, "e4m3", (1, 128))
     B = fp8sim.quantize_scaled(w, "e4m3", (128, 128))
     unit = tensor_core("H100", "e4m3")
-    t_mm = median_seconds(lambda: fp8sim.matmul(A.values, B.values, unit=unit, promote_every=128, threads=1), repeats)
-    t_smm = median_seconds(lambda: fp8sim.scaled_matmul(A, B, unit=unit, out_format="float32"), repeats)
-    t_q = median_seconds(lambda: (fp8sim.quantize_scaled(x, "e4m3", (1, 128)),
-                                  fp8sim.quantize_scaled(w, "e4m3", (128, 128))), repeats)
+    t = interleaved_median_seconds(
+        {"mm": lambda: fp8sim.matmul(A.values, B.values, unit=unit, promote_every=128, threads=1),
+         "smm": lambda: fp8sim.scaled_matmul(A, B, unit=unit, out_format="float32"),
+         "q": lambda: (fp8sim.quantize_scaled(x, "e4m3", (1, 128)), fp8sim.quantize_scaled(w, "e4m3", (128, 128)))},
+        repeats)
+    t_mm, t_smm, t_q = t["mm"], t["smm"], t["q"]
     return {"matmul_promote128_s": t_mm, "scaled_matmul_deepgemm_s": t_smm, "quantize_scaled_both_s": t_q,
             "scaled_over_matmul": t_smm / t_mm, "quantize_over_matmul": t_q / t_mm}
 
@@ -262,8 +271,9 @@ def quantize_table(n, repeats, seed):
     x = (np.random.default_rng(seed).standard_normal(n) * 30).astype(np.float32)
     out = {}
     for fmt, dt in (("bfloat16", ml_dtypes.bfloat16), ("float16", np.float16)):
-        ours = median_seconds(lambda: fp8sim.quantize(x, fmt), repeats)
-        lib = median_seconds(lambda: x.astype(dt).astype(np.float64), repeats)
+        t = interleaved_median_seconds({"ours": lambda: fp8sim.quantize(x, fmt),
+                                        "lib": lambda: x.astype(dt).astype(np.float64)}, repeats)
+        ours, lib = t["ours"], t["lib"]
         out[fmt] = {"fp8sim_s": ours, "library_s": lib, "speed_vs_library": lib / ours}
     return out
 
@@ -275,11 +285,12 @@ INSTRUCTION_ROWS = [("H100", "e4m3", "wgmma"), ("MI300X", "e4m3fnuz", "mfma"), (
 def instruction_table(M, N, K, repeats, seed):
     """One thread, fast chain over K: each instruction's time and its MAC rate against H100 wgmma FP8."""
     rng = np.random.default_rng(seed)
-    out = {}
+    fns = {}
     for gpu, fmt, instr in INSTRUCTION_ROWS:
         unit = tensor_core(gpu, fmt, instruction=instr)
         a, b = inputs(rng, M, K, N, fmt)
-        out[unit.name] = {"s": median_seconds(lambda: fp8sim.matmul(a, b, unit=unit, threads=1), repeats)}
+        fns[unit.name] = lambda a=a, b=b, unit=unit: fp8sim.matmul(a, b, unit=unit, threads=1)
+    out = {name: {"s": t} for name, t in interleaved_median_seconds(fns, repeats).items()}
     ref = out[next(iter(out))]["s"]
     for v in out.values():
         v["rate_vs_h100"] = ref / v["s"]
@@ -347,7 +358,7 @@ def report(res):
         for n, v in res["mmaemu_sweep"].items():
             print(f"  M = N = {n:5d}: fp8sim {v['fp8sim_s']:7.3f} s  mmaemu {v['mmaemu_s']:7.3f} s  "
                   f"-> fp8sim {v['speedup']:.2f}x faster")
-    print("every preset unit, one thread, MAC rate against the H100 E4M3 unit:")
+    print("every preset unit, one thread, MAC rate against the H100 E4M3 unit (timed in alternating rounds):")
     for name, v in res["units"].items():
         print(f"  {name:36s} {v['mac_per_s'] / 1e6:8.1f} M MAC/s  {v['rate_vs_h100_e4m3']:5.2f}x  ({v['work_type']})")
     s = res["scaling"]
