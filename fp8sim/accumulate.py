@@ -595,8 +595,10 @@ def _step(plan, a, ea, bt, ebt, c):
     return _align_and_sum(plan, E, terms, 2, c)
 
 
-def _step_kmajor(plan, aT, eaT, b, eb, c, tbuf, ebuf):
-    """One block FMA for a row tile in the k-major layout: aT (k, r), b (k, n); c (r, n) finite.
+def _step_kmajor(plan, aT, eaT, b, eb, c, tbuf, ebuf, general=True, formed=False):
+    """One block FMA for a row tile in the k-major layout: aT (k, r), b (k, n); c (r, n) finite
+    (with ``general=False``: any c; the steps on bits alone, ``None`` where they do not apply, and
+    ``tbuf`` then still holds the products: ``formed=True`` reuses them).
 
     The products are formed into ``tbuf`` (k, r, n) and their exponent sums
     into ``ebuf``: each pass runs over long contiguous rows, and the
@@ -604,19 +606,21 @@ def _step_kmajor(plan, aT, eaT, b, eb, c, tbuf, ebuf):
     maxima with one float64 BLAS product of powers of 256 instead was no
     faster here, and slower with threads: measured, not kept.)
     """
-    np.einsum("ki,kj->kij", aT, b, out=tbuf)
+    if not formed:
+        np.einsum("ki,kj->kij", aT, b, out=tbuf)
     np.add(eaT[:, :, None], eb[:, None, :], out=ebuf)
-    E = ebuf.max(axis=0).astype(np.int32)
-    E += 127
+    E = np.add(ebuf.max(axis=0), 127, dtype=np.int32)
     if c.dtype == np.float32:
         r = _align_and_sum_f32(plan, E, tbuf, c)
-        if r is not None:
+        if r is not None or not general:
             return r
         c = c.astype(np.float64)
     elif plan.f64:
         r = _align_and_sum_f64(plan, E, tbuf, c)
-        if r is not None:
+        if r is not None or not general:
             return r
+    elif not general:
+        return None
     elif plan.c_after:
         return _sum_then_add_c(plan, E, tbuf, c)
     return _align_and_sum(plan, E, tbuf, 0, c)
@@ -896,14 +900,23 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
         for m0 in range(0, M, rows):
             m1 = min(m0 + rows, M)
             cm = out[m0:m1]
-            finite_c = np.isfinite(cm).all()
-            plain = finite_c and not special
             if kmajor:
                 r = m1 - m0
-                res = _step_kmajor(plan, aT[:, m0:m1], eaT[:, m0:m1], bk, ebk,
-                                   cm if plain else np.where(np.isfinite(cm), cm, 0).astype(np.float64),
-                                   tbuf[:kb, :r], ebuf[:kb, :r])
+                args = (plan, aT[:, m0:m1], eaT[:, m0:m1], bk, ebk)
+                # the steps on bits first, on the state as it is: a non-finite C lies outside their range
+                try_bits = not special and (plan.f64 or (plan.f32 and state_f32))
+                res = _step_kmajor(*args, cm, tbuf[:kb, :r], ebuf[:kb, :r], general=False) if try_bits else None
+                if res is not None:
+                    if r == M:  # one tile: the step's result (a new array) becomes the state
+                        out = res
+                    else:
+                        out[m0:m1] = res
+                    continue
+                plain = not special and np.isfinite(cm).all()
+                res = _step_kmajor(*args, cm if plain else np.where(np.isfinite(cm), cm, 0).astype(np.float64),
+                                   tbuf[:kb, :r], ebuf[:kb, :r], formed=try_bits)
             else:
+                plain = not special and np.isfinite(cm).all()
                 if paired:
                     b3, eb3 = b_fin[m0:m1, None, :], eb[m0:m1, None, :]
                 else:

@@ -459,3 +459,31 @@ def test_c_after_alignment_step_equals_classic_and_twin(unit, band, fast, rng):
         classic = dot_chain(a, b, c, unit, engine="classic")
     np.testing.assert_array_equal(got.view(np.uint64), classic.view(np.uint64))
     assert same(got, reference_matmul(a, b, c, unit)).all()
+
+
+@pytest.mark.parametrize("unit", [tensor_core("H100", "e4m3"), tensor_core("H100", "bfloat16"),
+                                  tensor_core("A100", "tf32")], ids=lambda u: u.name)
+@pytest.mark.parametrize("tiles", ["one", "several"])
+def test_state_turning_infinite_mid_chain(unit, tiles, rng):
+    """The k-major engine tries the steps on bits first, on the state as it is; a state that has become
+    Inf or NaN (here from products beyond FP32 in one block, or an infinite C) falls outside their range
+    and the block's products, already formed, go through the special-value rules: both engines and the
+    twin agree over the following finite blocks, in one row tile or several."""
+    f = unit.in_format
+    M, K, N = 6, 4 * unit.block + 3, 3
+    a = fp8sim.quantize(rng.standard_normal((M, K)), f)
+    b = fp8sim.quantize(rng.standard_normal((K, N)), f)
+    c = fp8sim.quantize(rng.standard_normal((M, N)), "float32")
+    c[4, 1], c[5, 2] = np.inf, -np.inf
+    if f.emax > 100:    # products beyond FP32 in the second block of row 1
+        a[1, unit.block:2 * unit.block] = fp8sim.quantize(2.0**100, f)
+        b[unit.block:2 * unit.block] = fp8sim.quantize(2.0**100, f)
+    tile = M * N * unit.block if tiles == "one" else 2 * N * unit.block
+    with np.errstate(over="ignore", invalid="ignore"):
+        got = dot_chain(a, b, c, unit, tile_elems=tile)
+        classic = dot_chain(a, b, c, unit, engine="classic")
+    assert same(got, classic).all()
+    assert same(got, reference_matmul(a, b, c, unit)).all()
+    assert np.isinf(got[4, 1]) and np.isinf(got[5, 2])
+    if f.emax > 100:
+        assert not np.isfinite(got[1]).any()
