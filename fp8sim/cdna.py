@@ -267,16 +267,21 @@ def _floor_sum_chain_fast(unit, a, b, out):
         tbuf = np.empty((half, rows, N), np.float32)
         ebuf = np.empty((half, rows, N), fast.exp_dtype)
         fast.ibuf = np.empty((half, rows, N), np.int32)
+    # the fast sums' operands (float32 values, exponents, k-major) are prepared per chunk of K
+    chunk = unit.block * max(1, 128 // unit.block)
     for k0 in range(0, K, unit.block):
         ab, bb = a[:, k0:k0 + unit.block], b[k0:k0 + unit.block]
         kb = ab.shape[1]
-        aT, bk = np.ascontiguousarray(ab.T), np.ascontiguousarray(bb)
-        finite_in = np.isfinite(aT).all() and np.isfinite(bk).all()
+        if fast.ok and k0 % chunk == 0:
+            aT_c, bk_c = np.ascontiguousarray(a[:, k0:k0 + chunk].T), np.ascontiguousarray(b[k0:k0 + chunk])
+            finite_c = np.isfinite(aT_c).all() and np.isfinite(bk_c).all()
+            ops_c = (aT_c.astype(np.float32), bk_c.astype(np.float32),
+                     fast.exponents(aT_c, fa), fast.exponents(bk_c, fb))
+        finite_in = fast.ok and finite_c or (np.isfinite(ab).all() and np.isfinite(bb).all())
         if fast.ok and finite_in:
-            parts = [slice(0, kb, 2), slice(1, kb, 2)] if unit.split_parity else [slice(0, kb)]
-            ops = [(np.ascontiguousarray(aT[p], np.float32), np.ascontiguousarray(bk[p], np.float32),
-                    np.ascontiguousarray(fast.exponents(aT[p], fa)), np.ascontiguousarray(fast.exponents(bk[p], fb)))
-                   for p in parts if len(range(kb)[p])]
+            j = k0 % chunk
+            parts = [slice(j, j + kb, 2), slice(j + 1, j + kb, 2)] if unit.split_parity else [slice(j, j + kb)]
+            ops = [tuple(x[p] for x in ops_c) for p in parts if len(range(j + kb)[p])]
             for m0 in range(0, M, rows):
                 m1 = min(m0 + rows, M)
                 c = out[m0:m1]
@@ -286,6 +291,7 @@ def _floor_sum_chain_fast(unit, a, b, out):
                 sums = [fast.isum(x[:, m0:m1], y, ex[:, m0:m1], ey, tbuf, ebuf) for x, y, ex, ey in ops]
                 out[m0:m1] = fast.join(unit, sums, c)
             continue
+        aT, bk = np.ascontiguousarray(ab.T), np.ascontiguousarray(bb)
         eaT32, ebk32 = _exps(aT, fa).astype(np.int32), _exps(bk, fb).astype(np.int32)
         for m0 in range(0, M, rows):
             m1 = min(m0 + rows, M)
@@ -388,7 +394,7 @@ class _FastSums:
         e_c = (c.view(np.int64) >> 52).astype(np.int32)
         e_c &= 0x7FF
         e_c -= 1023
-        e_max = np.maximum(e_dot - dead * np.int32(4000), e_c)
+        e_max = np.maximum(e_dot - dead * np.int32(4000) if dead.any() else e_dot, e_c)
         if unit.c_drop_bits is not None:
             c = c * (e_c >= e_max - unit.c_drop_bits)  # a dropped C: a zero (its sign cannot show below)
         v = np.floor(np.ldexp(D, e_dot - e_max + (J - F)))
