@@ -470,23 +470,33 @@ def _exact_decided_step(c, S, T, k_bound, Ab, Bb, La, Lb):
     Where every term of ``c + sum(products)`` is a multiple of ``2**L`` (L bounded from below by the
     rows' and columns' lowest bits and C's, an FP32 value's exponent less 23) and ``T + |c|`` is below
     ``2**(L + 53)``, every partial sum is exact in float64 whatever the order: ``s`` is the exact sum
-    and its float32 cast the step's rounding, with no bound to check."""
+    and its float32 cast the step's rounding, with no bound to check (a zero sum still takes the
+    exact path, whose zero is +0: a float64 sum of signed zeros could give -0).  The
+    other positions, usually few, are decided against the error bound one by one."""
     s = c + S
-    a_s = np.abs(s)
     mag = T + np.abs(c)
-    bound = mag * k_bound
     L = La[:, None] + Lb[None, :]
-    L = np.minimum(L, np.where(c != 0, _exponent_field(c) - 23, 10**6))
+    fc = _exponent_field(c) - 23
+    zero_c = c == 0
+    if zero_c.any():
+        fc[zero_c] = 10**6
+    np.minimum(L, fc, out=L)
     exact = _exponent_field(mag) < L + 52        # mag < 2**(L + 53): every partial sum holds in 53 bits
     r32 = s.astype(np.float32)
     r = r32.astype(np.float64)
-    bits = r32.view(np.int32)
-    field = (bits >> 23) & 0xFF
-    # the spacing of FP32 values on s's side of r: 2**(e - 23) (2**-149 for subnormals), halved below
-    # a power of two
-    sp = np.maximum(field, 1).astype(np.int64) - 150
-    sp -= ((bits & 0x7FFFFF) == 0) & (field > 1) & (a_s < np.abs(r))
-    careful = ~(a_s < 2.0**127) | (a_s <= bound) | ((pow2(sp) * 0.5 - np.abs(s - r) <= bound) & ~exact)
+    careful = ~(np.abs(s) < 2.0**127) | (s == 0)
+    if not exact.all():
+        i, j = np.nonzero(~exact)
+        s_i, r_i, r32_i = s[i, j], r[i, j], r32[i, j]
+        a_s = np.abs(s_i)
+        bound = mag[i, j] * k_bound
+        bits = r32_i.view(np.int32)
+        field = (bits >> 23) & 0xFF
+        # the spacing of FP32 values on s's side of r: 2**(e - 23) (2**-149 for subnormals), halved below
+        # a power of two
+        sp = np.maximum(field, 1).astype(np.int64) - 150
+        sp -= ((bits & 0x7FFFFF) == 0) & (field > 1) & (a_s < np.abs(r_i))
+        careful[i, j] |= (a_s <= bound) | (pow2(sp) * 0.5 - np.abs(s_i - r_i) <= bound)
     if careful.any():
         i, j = np.nonzero(careful)
         r[i, j] = _exact_block_step(Ab[i] * Bb[:, j].T, c[i, j])

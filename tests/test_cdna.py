@@ -148,6 +148,26 @@ def test_floor_sum_join_corner_cases(fa, rng):
 
 
 @pytest.mark.parametrize("fa", ["float16", "bfloat16"])
+def test_exact_block_unit_zero_sums_are_positive(fa, rng):
+    """CDNA1: a block whose exact sum is zero gives +0 (the twin's rule), whatever the signs of the zero
+    terms and of C, beside rows of ordinary values; the engine sends every zero sum to its exact path,
+    since a float64 sum of signed zeros could give -0."""
+    unit = tensor_core("MI100", fa)
+    K = 3 * unit.block
+    a = fp8sim.quantize(rng.standard_normal((4, K)), unit.in_format)
+    b = fp8sim.quantize(rng.standard_normal((K, 3)), unit.b_format)
+    a[0] = -0.0                                     # products -0 * b: -0 for b > 0, +0 for b < 0
+    b[:, 0] = 1.0
+    a[1, :unit.block] = [1.0, -1.0] * (unit.block // 2)  # a sum cancelling to +0 in the first block
+    c = fp8sim.quantize(rng.standard_normal((4, 3)), "float32")
+    c[0] = c[1] = -0.0
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[exact_block_dot(a[i], b[:, j], c[i, j], unit) for j in range(3)] for i in range(4)])
+    assert same(got, want).all()
+    assert got[0, 0] == 0 and not np.signbit(got[0, 0])
+
+
+@pytest.mark.parametrize("fa", ["float16", "bfloat16"])
 def test_exact_block_unit_decided_sums_equal_twin(fa, rng, monkeypatch):
     """CDNA1's float64 block sums decided against their error bound: ties on an FP32 midpoint, a hair
     above and below it, cancellation to zero, overflow, non-finite C, several chunks and row tiles,
