@@ -411,7 +411,7 @@ class _FastSums:
 
 
 #: K elements per pass of the whole-array ExactBlockUnit engine (a multiple of every block)
-EXACT_CHUNK = 64
+EXACT_CHUNK = 8
 
 
 def _exact_chain_fast(unit, a, b, out):
