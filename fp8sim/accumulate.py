@@ -694,8 +694,8 @@ def truncated_sum_k(P, ibuf, F):
     2**(F + 2) (two significands below 2), so for float32 ``P`` and F <= 28 the conversion to int32
     truncates it to an integer of magnitude at most 2**(F + 2) - 1, and int32 sums of 2**(29 - F) of
     them stay within 2**31 - 1 (the chunks are added in float64); that is faster than truncating in
-    place and summing into float64.  ``ibuf``: an int32
-    buffer of at least P's shape, or None (truncation in place, float64 sum).
+    place and summing into float64.  ``ibuf``: an int32 buffer of at least P's shape, or None
+    (truncation in place, float64 sum).
 
     >>> truncated_sum_k(np.array([[[2.75]], [[-1.5]], [[3.99]]], np.float32), np.empty((3, 1, 1), np.int32), 25)
     array([[4.]])
