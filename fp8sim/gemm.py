@@ -554,7 +554,13 @@ def _infer_semantics(A, B):
 
 
 def _fl32_product(x, y):
-    return quantize(x * y, FP32)  # FP32 values: the float64 product is exact
+    """``x * y`` rounded once to FP32 (nearest-even): for FP32 values one IEEE float32 multiplication,
+    otherwise the exact float64 product of the values rounded by :func:`quantize`."""
+    x32, y32 = np.asarray(x, np.float32), np.asarray(y, np.float32)
+    if np.array_equal(x32, x, equal_nan=True) and np.array_equal(y32, y, equal_nan=True):
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            return (x32 * y32).astype(np.float64)
+    return quantize(x * y, FP32)  # float64 holds the product of two values with at most 24 bits each
 
 
 def _deepgemm(A, B, unit, promote_every):

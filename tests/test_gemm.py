@@ -269,3 +269,29 @@ def test_matmul_memory_does_not_grow_with_k():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < (a.nbytes + b.nbytes) / 4, (peak, a.nbytes + b.nbytes)
+
+
+def test_fl32_product_rounds_once(rng):
+    """The scale products of scaled_matmul: FP32 operands through one float32 multiplication, other
+    values through quantize; both the exact product rounded once to FP32 (overflow, subnormal and zero
+    results, NaN included)."""
+    from fractions import Fraction
+
+    from fp8sim.gemm import _fl32_product
+
+    x = fp8sim.quantize(rng.standard_normal((300, 1)) * np.exp2(rng.integers(-150, 128, (300, 1))), "float32",
+                        overflow="saturate")
+    y = fp8sim.quantize(rng.standard_normal((1, 200)) * np.exp2(rng.integers(-150, 128, (1, 200))), "float32",
+                        overflow="saturate")
+    x[0, 0], y[0, 0] = np.nan, 0.0
+    got = _fl32_product(x, y)
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert same(got, fp8sim.quantize(x * y, "float32")).all()
+    i, j = np.nonzero(np.isfinite(x * y) & (np.abs(x * y) < 3e38) & (x * y != 0))   # (zeros: IEEE signs, above)
+    k = rng.choice(len(i), 2000, replace=False)
+    want = [fp8sim.reference.quantize_scalar(Fraction(x[a, 0]) * Fraction(y[0, b]), "float32") for a, b in zip(i[k], j[k])]
+    assert same(got[i[k], j[k]], want).all()
+    assert np.isinf(got).any() and (got[np.isfinite(got)] == 0).any() and np.isnan(got[0]).all()
+    x64 = x.copy()
+    x64[1, 0] = 1.0 + 2.0**-40                                 # not an FP32 value: the exact product, rounded
+    assert same(_fl32_product(x64, y)[1], fp8sim.quantize(x64[1, 0] * y[0], "float32")).all()
