@@ -543,9 +543,16 @@ class _Plan:
                     # (and C there is normal whenever its exponent is the largest: both
                     # c_subnormal_exponent choices give the same alignment)
                     and self.no_exp + pr.top < lo)
-        self.f32 = small and narrow and bit_step
-        # the float64 step on bits (_align_and_sum_f64) for the other truncating units
-        self.f64 = bit_step and not self.f32
+        # ... or, where the float32 sum is not exact, with the block's truncated terms and C's summed as
+        # int32 (truncated_sum_k: F <= 28) and the sum truncated onto FP32 through float64
+        # (``f32_int``; its results are FP32 values when the result format is FP32's)
+        f32_int = (not small and terms32 and unit.align_bits <= 28 and unit.out_frac_bits <= 23
+                   and self.acc_fmt.emax == 127 and self.acc_fmt.emin == -126)
+        self.f32 = (small or f32_int) and narrow and bit_step
+        self.f32_int = self.f32 and not small
+        # the float64 step on bits (_align_and_sum_f64) for the other truncating units, and for
+        # f32_int units on a float64 state (a C that is not FP32, the split FP16 path's groups)
+        self.f64 = bit_step and (not self.f32 or self.f32_int)
         L = math.ceil(math.log2(unit.block + 1))
         # biased exponents E (= E + 127) for which the float32 step is exact: 2**-(F - E) and
         # 2**(F - E) float32 normals, and the result below 2**128
@@ -606,12 +613,13 @@ def _step_kmajor(plan, aT, eaT, b, eb, c, tbuf, ebuf, general=True, formed=False
     maxima with one float64 BLAS product of powers of 256 instead was no
     faster here, and slower with threads: measured, not kept.)
     """
+    full, tbuf = tbuf, tbuf[:aT.shape[0]]  # (f32_int: ``full`` has one plane more, for C)
     if not formed:
         np.einsum("ki,kj->kij", aT, b, out=tbuf)
     np.add(eaT[:, :, None], eb[:, None, :], out=ebuf)
     E = np.add(ebuf.max(axis=0), 127, dtype=np.int32)
     if c.dtype == np.float32:
-        r = _align_and_sum_f32(plan, E, tbuf, c)
+        r = _align_and_sum_f32(plan, E, full, c)
         if r is not None or not general:
             return r
         c = c.astype(np.float64)
@@ -674,6 +682,8 @@ def _align_and_sum_f32(plan, E, terms, c):
     scale = np.subtract(F + 254, Eb, dtype=np.int32)
     scale <<= 23
     scale = scale.view(np.float32)
+    if plan.f32_int:
+        return _int_sum_f32(plan, Eb, scale, terms, c)
     terms *= scale
     np.trunc(terms, out=terms)
     s = terms.sum(axis=0, dtype=np.float32)
@@ -686,6 +696,28 @@ def _align_and_sum_f32(plan, E, terms, c):
     bits = s.view(np.int32)
     bits &= plan.f32_mask
     return s
+
+
+def _int_sum_f32(plan, Eb, scale, terms, c):
+    """The end of :func:`_align_and_sum_f32` for ``plan.f32_int``: ``terms`` (k + 1, r, n) holds the
+    block's k products and a free last plane.  C scaled onto the grid goes into that plane (below
+    2**(F + 1), an integer after truncation, like each scaled product below 2**(F + 2)), and
+    :func:`truncated_sum_k` sums the k + 1 truncated terms exactly.  The sum (an integer below
+    2**31 · block) is truncated to the result's significand by masking its float64 fraction,
+    converted to float32 (exact: at most 24 significant bits) and multiplied by ``2**(E - F)``
+    (exact: the range conditions keep the result an FP32 normal, and below FP32's largest value,
+    or zero)."""
+    k = terms.shape[0] - 1
+    terms[:k] *= scale
+    np.multiply(c, scale, out=terms[k])
+    s = truncated_sum_k(terms, plan.ibuf, plan.unit.align_bits)
+    bits = s.view(np.uint64)
+    bits &= plan.rtz_mask
+    r = s.astype(np.float32)
+    # 2**(E - F) from the bits of 2**(F - E): biased exponents summing to 254
+    inv = np.subtract(np.int32(254 << 23), scale.view(np.int32), out=Eb)
+    r *= inv.view(np.float32)
+    return r
 
 
 def truncated_sum_k(P, ibuf, F):
@@ -866,11 +898,12 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
     if state_f32 and not np.array_equal(out.astype(np.float64), c, equal_nan=True):
         out, state_f32 = np.array(c, dtype=np.float64, copy=True), False
     rows = max(1, min(M, tile_elems // max(1, N * unit.block)))
+    cplane = int(state_f32 and plan.f32_int)  # the float32 step's plane for C in int32 sums
     if kmajor:
-        tbuf = np.empty((unit.block, rows, N), dt)
+        tbuf = np.empty((unit.block + cplane, rows, N), dt)
         ebuf = np.empty((unit.block, rows, N), plan.exp_dtype)
-        if (plan.f64 or plan.c_after) and dt == np.float32:
-            plan.ibuf = np.empty((unit.block, rows, N), np.int32)  # the float64 step's int32 sums
+        if (plan.f64 or plan.c_after or plan.f32_int) and dt == np.float32:
+            plan.ibuf = np.empty((unit.block + 1, rows, N), np.int32)  # the int32 sums of the steps on bits
     # the k-major engine prepares its operands (finite values in the work type, exponents, k-major
     # copies) for a chunk of several blocks at once: fewer, larger passes than one per block
     chunk = unit.block
@@ -905,7 +938,8 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
                 args = (plan, aT[:, m0:m1], eaT[:, m0:m1], bk, ebk)
                 # the steps on bits first, on the state as it is: a non-finite C lies outside their range
                 try_bits = not special and (plan.f64 or (plan.f32 and state_f32))
-                res = _step_kmajor(*args, cm, tbuf[:kb, :r], ebuf[:kb, :r], general=False) if try_bits else None
+                res = (_step_kmajor(*args, cm, tbuf[:kb + cplane, :r], ebuf[:kb, :r], general=False)
+                       if try_bits else None)
                 if res is not None:
                     if r == M:  # one tile: the step's result (a new array) becomes the state
                         out = res
@@ -914,7 +948,7 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
                     continue
                 plain = not special and np.isfinite(cm).all()
                 res = _step_kmajor(*args, cm if plain else np.where(np.isfinite(cm), cm, 0).astype(np.float64),
-                                   tbuf[:kb, :r], ebuf[:kb, :r], formed=try_bits)
+                                   tbuf[:kb + cplane, :r], ebuf[:kb, :r], formed=try_bits)
             else:
                 plain = not special and np.isfinite(cm).all()
                 if paired:

@@ -424,6 +424,55 @@ def test_float64_step_int32_sums_at_their_largest(unit, rng):
     assert same(got, reference_matmul(a, b, c, unit)).all()
 
 
+F32_INT_UNITS = [tensor_core("A100", "bfloat16"), tensor_core("V100", "float16"), tensor_core("A100", "tf32"),
+                 tensor_core("H100", "tf32"), tensor_core("B200", "bfloat16")]
+
+
+@pytest.mark.parametrize("unit", F32_INT_UNITS, ids=lambda u: u.name)
+@pytest.mark.parametrize("state", ["float32", "float64"])
+def test_float32_step_with_int32_sums_at_its_range_edges(unit, state, rng):
+    """The float32 step with int32 sums (plan.f32_int: FP32 results whose float32 block sums would not
+    be exact), on data it applies to (input exponents within 28 of zero): C's biased exponent at the
+    lowest and highest of the step's range and one beyond each (those tiles take the general step),
+    products with the largest significands of one sign, all-zero blocks, signed zeros, cancellation
+    to zero, K not a multiple of the block; in one-row tiles and in one tile.  ``state="float64"``: a
+    C that is not an FP32 value keeps a float64 state and the float64 step.  Engines and twin agree
+    bit for bit."""
+    from fp8sim.accumulate import _Plan
+
+    f = unit.in_format
+    M, K, N = 9, 3 * unit.block + 5, 4
+    a = fp8sim.quantize(rng.standard_normal((M, K)), f)
+    b = fp8sim.quantize(rng.standard_normal((K, N)), f)
+    top = 2.0 - 2.0 ** -f.mantissa_bits
+    e_top = min(f.emax, 27)
+    a[0], b[:, 0] = top * 2.0**e_top, top * 2.0**e_top   # the largest products the step takes, one sign
+    a[7, -1], b[-1, 3] = 2.0**-16, 2.0**-16              # and small ones (a zero input stays below)
+    a[2, :unit.block] = 0.0                               # C alone in the first block
+    a[3] = 0.0                                            # and in every block
+    a[4, :unit.block] = -0.0
+    plan = _Plan(unit, a, b)
+    assert plan.f32 and plan.f32_int and plan.f64         # the path under test
+    lo, hi = plan.f32_range
+    c = fp8sim.quantize(rng.standard_normal((M, N)), "float32")
+    c[0] = np.ldexp(1.5, hi - 127) * np.array([1, -1, 1, 2.0**-100])
+    c[1] = np.ldexp(1.0, hi + 1 - 127)                    # beyond the top: the general step
+    c[2] = np.ldexp(1.0, lo - 127) * np.array([1, -1, 1.5, -1.75])
+    c[3] = np.ldexp(1.0, lo - 1 - 127)                    # below the bottom: the general step
+    c[3, 0] = np.ldexp(1.5, lo - 40 - 127)  # far below the exponent a zero input and the top one make
+    c[4] = [0.0, -0.0, 2.0**-149, -1.0]
+    c[5] = -fp8sim.quantize(dot_chain(a[5:6, :unit.block], b[:unit.block], np.zeros((1, N)), unit), "float32")
+    c[8, :3] = [np.inf, -np.inf, np.nan]                  # outside the range too
+    if state == "float64":
+        c[6, 0] = 1.0 + 2.0**-40                          # not an FP32 value
+    with np.errstate(invalid="ignore"):
+        classic = dot_chain(a, b, c, unit, engine="classic")
+        for tile in (N * unit.block, M * N * unit.block):
+            got = dot_chain(a, b, c, unit, tile_elems=tile)
+            np.testing.assert_array_equal(got.view(np.uint64), classic.view(np.uint64))
+    assert same(classic, reference_matmul(a, b, c, unit)).all()
+
+
 C_AFTER_CASES = [(tensor_core("B200", "e4m3", instruction="mma.sync"), (-12, 16), True),
                  (tensor_core("B200", "e5m2", instruction="mma.sync"), (-28, 30), True),
                  (tensor_core("B200", "e4m3", instruction="mma.sync").replace(in_format="bfloat16",
