@@ -544,9 +544,11 @@ class _Plan:
                     # c_subnormal_exponent choices give the same alignment)
                     and self.no_exp + pr.top < lo)
         # ... or, where the float32 sum is not exact, with the block's truncated terms and C's summed as
-        # int32 (truncated_sum_k: F <= 28) and the sum truncated onto FP32 through float64
-        # (``f32_int``; its results are FP32 values when the result format is FP32's)
-        f32_int = (not small and terms32 and unit.align_bits <= 28 and unit.out_frac_bits <= 23
+        # int32 in one chunk of truncated_sum_k (block + 1 <= 2**(29 - F); more chunks measured slower
+        # than the float64 step) and the sum truncated onto FP32 through float64 (``f32_int``; its
+        # results are FP32 values when the result format is FP32's)
+        f32_int = (not small and terms32 and unit.block + 1 <= 2 ** (29 - unit.align_bits)
+                   and unit.out_frac_bits <= 23
                    and self.acc_fmt.emax == 127 and self.acc_fmt.emin == -126)
         self.f32 = (small or f32_int) and narrow and bit_step
         self.f32_int = self.f32 and not small

@@ -425,7 +425,7 @@ def test_float64_step_int32_sums_at_their_largest(unit, rng):
 
 
 F32_INT_UNITS = [tensor_core("A100", "bfloat16"), tensor_core("V100", "float16"), tensor_core("A100", "tf32"),
-                 tensor_core("H100", "tf32"), tensor_core("B200", "bfloat16")]
+                 tensor_core("H100", "tf32"), tensor_core("B200", "tf32"), tensor_core("Ada", "float16")]
 
 
 @pytest.mark.parametrize("unit", F32_INT_UNITS, ids=lambda u: u.name)
