@@ -504,6 +504,17 @@ class _ProductRange:
         """Input exponents clamped at fmt's emin, zeros at no_exp (never the largest)."""
         return clamped_exponents(x, fmt, self.no_exp).astype(self.exp_dtype)
 
+    def exponents32(self, x, fmt):
+        """:meth:`exponents` of finite float32 ``x`` for a format with ``fmt.emin >= -126``, from the
+        exponent fields: a normal's field less 127 is floor(log2|x|); a float32 subnormal's (field 0,
+        below 2**-126) clamps to fmt.emin as its own exponent would."""
+        e = x.view(np.int32) >> 23
+        e &= 0xFF
+        np.maximum(e, fmt.emin + 127, out=e)
+        e -= 127
+        np.putmask(e, x == 0, self.no_exp)
+        return e.astype(self.exp_dtype)
+
 
 class _Plan:
     """Work types for a unit: float32 terms and int8 exponents where exact, else float64/int16.
@@ -856,6 +867,15 @@ def _kmajor_operands(plan, a, b):
     finite values (non-finite ones as 0) in the plan's work type and their exponents, k-major and
     contiguous; ``special``: whether the chunk holds a non-finite value."""
     unit, dt = plan.unit, plan.dtype
+    if dt == np.float32 and min(unit.in_format.emin, unit.b_format.emin) >= -126:
+        # float32 work: convert first (the transposed copy then moves half the bytes) and read the
+        # exponents from the float32 fields; a non-finite value (or one beyond float32, which the plan's
+        # range excludes) takes the general preparation below
+        aT = np.ascontiguousarray(a.astype(np.float32).T)
+        bk = b.astype(np.float32)
+        if np.isfinite(aT).all() and np.isfinite(bk).all():
+            pr = plan.range
+            return aT, pr.exponents32(aT, unit.in_format), bk, pr.exponents32(bk, unit.b_format), False
     special = not (np.isfinite(a).all() and np.isfinite(b).all())
     if special:
         a = np.where(np.isfinite(a), a, 0.0)

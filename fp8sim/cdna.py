@@ -273,10 +273,15 @@ def _floor_sum_chain_fast(unit, a, b, out):
         ab, bb = a[:, k0:k0 + unit.block], b[k0:k0 + unit.block]
         kb = ab.shape[1]
         if fast.ok and k0 % chunk == 0:
-            aT_c, bk_c = np.ascontiguousarray(a[:, k0:k0 + chunk].T), np.ascontiguousarray(b[k0:k0 + chunk])
+            # float32 first (the transposed copy moves half the bytes; _FastSums.ok: every finite input
+            # is a float32 value below 2**127), exponents from the float32 fields where they are finite
+            aT_c = np.ascontiguousarray(a[:, k0:k0 + chunk].astype(np.float32).T)
+            bk_c = b[k0:k0 + chunk].astype(np.float32)
             finite_c = np.isfinite(aT_c).all() and np.isfinite(bk_c).all()
-            ops_c = (aT_c.astype(np.float32), bk_c.astype(np.float32),
-                     fast.exponents(aT_c, fa), fast.exponents(bk_c, fb))
+            if finite_c and min(fa.emin, fb.emin) >= -126:
+                ops_c = (aT_c, bk_c, fast.range.exponents32(aT_c, fa), fast.range.exponents32(bk_c, fb))
+            else:
+                ops_c = (aT_c, bk_c, fast.exponents(aT_c, fa), fast.exponents(bk_c, fb))
         finite_in = fast.ok and finite_c or (np.isfinite(ab).all() and np.isfinite(bb).all())
         if fast.ok and finite_in:
             j = k0 % chunk

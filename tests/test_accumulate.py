@@ -536,3 +536,28 @@ def test_state_turning_infinite_mid_chain(unit, tiles, rng):
     assert np.isinf(got[4, 1]) and np.isinf(got[5, 2])
     if f.emax > 100:
         assert not np.isfinite(got[1]).any()
+
+
+@pytest.mark.parametrize("fmt", ["e4m3", "e5m2", "e4m3fnuz", "e5m2fnuz", "e2m1", "e3m2", "float16", "bfloat16",
+                                 "tf32"])
+def test_exponents_from_float32_fields_equal_clamped_exponents(fmt, rng):
+    """The k-major engines read float32 operands' exponents from their fields (_ProductRange.exponents32):
+    equal to clamped_exponents (frexp, clamped at the format's emin, zeros at no_exp) on every code of
+    the format (its subnormals, both zeros; for BF16 and TF32 float32 subnormals too), in int8 and int16."""
+    from fp8sim.accumulate import _ProductRange, clamped_exponents
+
+    f = fp8sim.get_format(fmt)
+    if f.bits <= 16:
+        codes = np.arange(2**f.bits, dtype=np.uint32)
+        x = fp8sim.decode(codes, f)
+    else:   # tf32: random patterns of its 19 bits, and its smallest values
+        x = fp8sim.quantize(rng.standard_normal(50000) * np.exp2(rng.integers(-140, 128, 50000)), f)
+        x = np.concatenate([x, [f.smallest_subnormal, -f.smallest_subnormal, f.smallest_normal, 0.0, -0.0]])
+    x = x[np.isfinite(x)].astype(np.float32)
+    for a, b in [(None, None), (np.array([[2.0**40]]), np.array([[1.0]]))]:   # int8, then int16 exponents
+        pr = _ProductRange(f, f, a, b)
+        want = clamped_exponents(x.astype(np.float64), f, pr.no_exp).astype(pr.exp_dtype)
+        got = pr.exponents32(x, f)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    assert (x == 0).any() and (np.abs(x[x != 0]) < f.smallest_normal).any()
