@@ -733,14 +733,15 @@ def _int_sum_f32(plan, Eb, scale, terms, c):
     return r
 
 
-def truncated_sum_k(P, ibuf, F):
+def truncated_sum_k(P, ibuf, F, int32=False):
     """The sum over the leading axis of scaled products ``P`` (k, r, n), each truncated toward zero, as
     float64, exactly.  Each scaled product of a truncated fused sum with F alignment bits lies below
     2**(F + 2) (two significands below 2), so for float32 ``P`` and F <= 28 the conversion to int32
     truncates it to an integer of magnitude at most 2**(F + 2) - 1, and int32 sums of 2**(29 - F) of
     them stay within 2**31 - 1 (the chunks are added in float64); that is faster than truncating in
     place and summing into float64.  ``ibuf``: an int32 buffer of at least P's shape, or None
-    (truncation in place, float64 sum).
+    (truncation in place, float64 sum).  ``int32=True``: where one chunk holds all of P, its int32
+    sum as it is (the caller converts).
 
     >>> truncated_sum_k(np.array([[[2.75]], [[-1.5]], [[3.99]]], np.float32), np.empty((3, 1, 1), np.int32), 25)
     array([[4.]])
@@ -752,7 +753,10 @@ def truncated_sum_k(P, ibuf, F):
     ib = ibuf[:k, :P.shape[1]]
     np.copyto(ib, P, casting="unsafe")
     q = 1 << (29 - F)
-    s = np.add.reduce(ib[:q], axis=0, dtype=np.int32).astype(np.float64)
+    s = np.add.reduce(ib[:q], axis=0, dtype=np.int32)
+    if int32 and k <= q:
+        return s
+    s = s.astype(np.float64)
     for k0 in range(q, k, q):
         s += np.add.reduce(ib[k0:k0 + q], axis=0, dtype=np.int32)
     return s

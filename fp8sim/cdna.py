@@ -370,7 +370,8 @@ class _FastSums:
         scale = np.subtract(self.F + 127, Ez, dtype=np.int32)
         scale <<= 23
         P *= scale.view(np.float32)
-        return truncated_sum_k(P, self.ibuf, self.F), E, Ez
+        # two such sums (split_parity) add in int32 in join where k * 2**(F + 3) <= 2**31
+        return truncated_sum_k(P, self.ibuf, self.F, int32=k <= 1 << (28 - self.F)), E, Ez
 
     def join(self, unit, sums, c):
         """The rest of a FloorSumUnit step on (rows, N) from :meth:`isum`'s sums (one, or the even-k and
@@ -389,11 +390,18 @@ class _FastSums:
         if len(sums) == 2:
             I1, E1, Ez1 = sums[1]
             e_dot = np.maximum(Ez0, Ez1)
-            D = np.floor(np.ldexp(I0, Ez0 - e_dot))
-            D += np.floor(np.ldexp(I1, Ez1 - e_dot))
+            if I0.dtype == np.int32 and I1.dtype == np.int32:
+                # the floors as arithmetic shifts (NumPy gives 0 or -1 for shifts past 31: the floor
+                # too); each |I| < 2**30 (isum's condition), so the int32 sum is exact
+                D = np.right_shift(I0, e_dot - Ez0)
+                D += np.right_shift(I1, e_dot - Ez1)
+                D = D.astype(np.float64)
+            else:
+                D = np.floor(np.ldexp(I0, Ez0 - e_dot, dtype=np.float64))
+                D += np.floor(np.ldexp(I1, Ez1 - e_dot, dtype=np.float64))
             dead = np.maximum(E0, E1) < self.lo
         else:
-            D, e_dot, dead = I0, Ez0, E0 < self.lo
+            D, e_dot, dead = I0.astype(np.float64, copy=False), Ez0, E0 < self.lo
         # C's exponent from its float64 field (FP32 values are float64 normals); a zero C gets -1023,
         # below every product's exponent and every other C's; a block without products is pushed below it
         e_c = (c.view(np.int64) >> 52).astype(np.int32)
@@ -401,16 +409,19 @@ class _FastSums:
         e_c -= 1023
         e_max = np.maximum(e_dot - dead * np.int32(4000) if dead.any() else e_dot, e_c)
         if unit.c_drop_bits is not None:
-            c = c * (e_c >= e_max - unit.c_drop_bits)  # a dropped C: a zero (its sign cannot show below)
+            drop = e_c < e_max - unit.c_drop_bits
+            if drop.any():
+                c = np.where(drop, 0.0, c)  # a dropped C: a zero (its sign cannot show below)
         v = np.floor(np.ldexp(D, e_dot - e_max + (J - F)))
         ct = np.floor(np.ldexp(c, F - e_max))
         ct *= 2.0 ** (J - F)
         v += ct
+        low = (1 << (52 - unit.frac_bits)) - 1
+        # a negative value with lost bits: sign bit set and a low bit set, as one unsigned comparison
+        lost = (v.view(np.uint64) & np.uint64((1 << 63) | low)) > np.uint64(1 << 63)
         bits = v.view(np.int64)
-        lost = bits & np.int64((1 << (52 - unit.frac_bits)) - 1)
-        bits &= np.int64(~((1 << (52 - unit.frac_bits)) - 1))
-        lost = (lost != 0) & (bits < 0)
-        bits += lost.astype(np.int64) << (52 - unit.frac_bits)
+        bits &= np.int64(~low)
+        np.add(bits, np.int64(low + 1), out=bits, where=lost)
         with np.errstate(over="ignore"):
             return np.ldexp(v, e_max - J).astype(np.float32).astype(np.float64)
 

@@ -123,6 +123,42 @@ def test_floor_sum_fast_sums_equal_twin(fa, band, rng):
         assert _FastSums(unit, a, b).ok == (band == (-3, 3))
 
 
+@pytest.mark.parametrize("fa", ["e4m3fnuz", "e5m2fnuz"])
+def test_floor_sum_parity_sums_far_apart(fa, rng):
+    """CDNA3 FP8 (split_parity): the even-k and odd-k sums with largest exponents 0 to 40 binades
+    apart, the smaller one of either sign (floored onto the larger one's grid: a negative one that
+    falls below it gives -1 unit, a positive one 0; the join shifts int32 sums, past 31 places here
+    for E5M2); engine equals twin."""
+    unit = tensor_core("MI300X", fa)
+    f = unit.in_format
+    M, N = 41, 2
+    a = np.zeros((M, unit.block))
+    b = np.zeros((unit.block, N))
+    top = min(f.emax, 15)
+    for i in range(M):
+        gap = min(i, top - f.emin)                  # binades between the two sums' largest products
+        a[i, 0::2] = fp8sim.quantize(rng.uniform(1, 2, unit.block // 2) * 2.0**top, f)
+        a[i, 1::2] = fp8sim.quantize(rng.uniform(1, 2, unit.block // 2) * 2.0 ** (top - gap), f)
+        a[i, 1::2] *= rng.choice([-1.0, 1.0], unit.block // 2)
+    b[:] = fp8sim.quantize(rng.uniform(1, 2, (unit.block, N)), f)
+    b[1::2, 1] *= -1.0
+    c = np.zeros((M, N))
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[floor_sum_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
+    assert same(got, want).all()
+    # where the floor shows in FP32: an even-k sum X = 2**t * (1 + 2**-23) (an odd significand) and one
+    # negative odd-k product far below X's grid 2**(t - 24): its floor, -1 unit, puts the sum on the
+    # midpoint below X, which rounds to even (2**t); truncation would keep X.  t = 14, 28 binades
+    # apart (E4M3); t = 20, 40 apart (E5M2: a shift past 31)
+    t, lo = (14, -14) if f.emax < 10 else (20, -20)
+    a1 = np.zeros((1, unit.block))
+    b1 = np.zeros((unit.block, 1))
+    a1[0, :3] = [2.0 ** (t // 2), -(2.0 ** (lo // 2)), 2.0 ** ((t - 23) // 2)]
+    b1[:3, 0] = [2.0 ** (t - t // 2), 2.0 ** (lo - lo // 2), 2.0 ** (t - 23 - (t - 23) // 2)]
+    got = fp8sim.matmul(a1, b1, unit=unit).item()
+    assert got == 2.0**t == floor_sum_dot(a1[0], b1[:, 0], 0.0, unit)
+
+
 @pytest.mark.parametrize("fa", ["bfloat16", "e4m3fnuz"])
 def test_floor_sum_join_corner_cases(fa, rng):
     """The fast join's corners, each against the twin: a negative sum that loses bits below frac_bits
