@@ -561,3 +561,28 @@ def test_exponents_from_float32_fields_equal_clamped_exponents(fmt, rng):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
     assert (x == 0).any() and (np.abs(x[x != 0]) < f.smallest_normal).any()
+
+
+@pytest.mark.parametrize("unit", [tensor_core("H100", "e4m3"), tensor_core("A100", "bfloat16"),
+                                  tensor_core("H100", "bfloat16"), tensor_core("V100", "float16")],
+                         ids=lambda u: u.name)
+def test_non_finite_operand_in_the_first_chunk_only(unit, rng):
+    """A non-finite input in the first chunk of K that the k-major engine prepares (here in the first
+    block) turns rows infinite or NaN; the chunks after it are finite and go through the steps on bits
+    first, whose range check must hand those rows to the special-value rules: both engines and the
+    twin agree over three chunks."""
+    f = unit.in_format
+    M, K, N = 4, 300, 3                       # 128-element chunks: the special one and two finite ones
+    a = fp8sim.quantize(rng.standard_normal((M, K)), f)
+    b = fp8sim.quantize(rng.standard_normal((K, N)), f)
+    a[0, 1] = np.inf if f.has_inf else np.nan
+    a[2, 3] = np.nan if f.has_nan else a[2, 3]
+    b[2, 1] = -np.inf if f.has_inf else b[2, 1]
+    c = fp8sim.quantize(rng.standard_normal((M, N)), "float32")
+    with np.errstate(invalid="ignore"):
+        got = dot_chain(a, b, c, unit)
+        classic = dot_chain(a, b, c, unit, engine="classic")
+    assert same(got, classic).all()
+    assert same(got, reference_matmul(a, b, c, unit)).all()
+    assert not np.isfinite(got[0]).any()
+
