@@ -487,7 +487,11 @@ class _ProductRange:
     exponent; ``top``: the largest input exponent; ``products32``: float32 holds every product
     exactly (both significands' bits, its lowest bit at or above 2**-149, its value below 2**127);
     a zero input's exponent ``no_exp`` and the exponents' type ``exp_dtype`` (int8 when every
-    exponent lies within 28 of zero, int16 otherwise).
+    exponent lies within 28 of zero and ``no_exp = -60`` plus the largest exponent stays below every
+    non-zero product's exponent, int16 with ``no_exp = -16000`` otherwise).  A zero product's exponent
+    sum must stay below every non-zero product's: the engines take the largest sum of a block as its
+    alignment exponent, zeros included (with -60, a zero times 2**27 next to products of 2**-56 once
+    set the alignment at 2**-33 and truncated those products).
     """
 
     def __init__(self, fa: FloatFormat, fb: FloatFormat, a=None, b=None):
@@ -496,7 +500,7 @@ class _ProductRange:
         self.products32 = (fa.mantissa_bits + fb.mantissa_bits + 2 <= 24
                            and self.lo - fa.mantissa_bits - fb.mantissa_bits >= -149
                            and self.hi <= 126)
-        narrow = max(-a_lo, a_hi + 1, -b_lo, b_hi + 1) <= 28
+        narrow = max(-a_lo, a_hi + 1, -b_lo, b_hi + 1) <= 28 and -60 + self.top < self.lo
         self.no_exp = -60 if narrow else -16000
         self.exp_dtype = np.int8 if narrow else np.int16
 

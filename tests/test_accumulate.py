@@ -586,3 +586,29 @@ def test_non_finite_operand_in_the_first_chunk_only(unit, rng):
     assert same(got, reference_matmul(a, b, c, unit)).all()
     assert not np.isfinite(got[0]).any()
 
+
+
+@pytest.mark.parametrize("unit", [tensor_core("A100", "bfloat16"), tensor_core("H100", "bfloat16"),
+                                  tensor_core("A100", "tf32")], ids=lambda u: u.name)
+def test_zero_input_never_sets_the_alignment(unit, rng):
+    """A zero input's exponent must stay below every non-zero product's: with data spanning 2**-28 to
+    2**27, a zero met by 2**27 next to products of 2**-56 (an int8 zero exponent of -60 gave -33) once
+    set the alignment and truncated those products in both engines; the twin aligns on the non-zero
+    products only.  The exact case, then random blocks built to contain it; engines and twin agree."""
+    m = fp8sim.quantize(1 + 3 * 2.0**-7, unit.in_format)
+    a = np.array([[0.0, m * 2.0**-28, -m * 2.0**-28, 0.0]])
+    b = np.array([[2.0**27], [m * 2.0**-28], [-m * 2.0**-28], [2.0**27]])
+    want = block_fma_dot(a[0], b[:, 0], 0.0, unit)
+    assert want == 2 * m * m * 2.0**-56                       # exact: the products alone set the alignment
+    for engine in ("kmajor", "classic"):
+        assert dot_chain(a, b, np.zeros((1, 1)), unit, engine=engine)[0, 0] == want
+    M, K, N = 6, 3 * unit.block + 3, 5
+    a = _exponent_band(rng, (M, K), unit.in_format, -28, -22, zero_frac=0.3)   # small values and zeros
+    b = _exponent_band(rng, (K, N), unit.b_format, -28, -22, zero_frac=0.05)   # small ones
+    b[a[0] == 0] = 2.0**27              # row 0: every zero meets the largest value, its products stay small
+    c = _addends(rng, (M, N))
+    c[0] = 0.0
+    got = dot_chain(a, b, c, unit, tile_elems=2 * N * unit.block)
+    classic = dot_chain(a, b, c, unit, engine="classic")
+    np.testing.assert_array_equal(got.view(np.uint64), classic.view(np.uint64))
+    assert same(got, reference_matmul(a, b, c, unit)).all()
