@@ -123,8 +123,9 @@ def _trunc_to(v, e):
 
 
 def _truncated_sum(p, ep, F):
-    """Truncated fused sum of products p (..., k) with exponents ep: (sum, E); E = -10**6 when none."""
-    E = ep.max(axis=-1)
+    """Truncated fused sum of products p (..., k) with exponents ep: (sum, E); E = -10**6 when none
+    (also for k = 0: the odd-k half of a one-element block)."""
+    E = ep.max(axis=-1, initial=-(10**6))
     live = E > -(10**5)
     Ez = np.where(live, E, 0)
     s = _trunc_to(p, (Ez - F)[..., None]).sum(axis=-1)
@@ -168,11 +169,11 @@ def cdna_chain(a, b, c, unit, *, paired=False):
         if isinstance(unit, FTZUnit) and not paired:
             return _ftz_chain_fast(unit, a, b, out)
         if isinstance(unit, FTZUnit):
-            sub_a = (np.abs(A) < fa.smallest_normal)
-            sub_b = (np.abs(B) < fb.smallest_normal)
+            sub_a = (np.abs(A) < fa.smallest_normal) & (A != 0)   # subnormals become +0; zeros keep their sign
+            sub_b = (np.abs(B) < fb.smallest_normal) & (B != 0)
             A = np.where(sub_a, 0.0, A)
             B = np.where(sub_b, 0.0, B)
-            acc = _ftz32(np.where(np.abs(out) < FP32.smallest_normal, 0.0, out))
+            acc = _ftz32(np.where((np.abs(out) < FP32.smallest_normal) & (out != 0), 0.0, out))
             for k0 in range(0, K, unit.group):
                 p = _ftz32((A[..., k0:k0 + unit.group] * B[..., k0:k0 + unit.group]).astype(np.float32))
                 s = _ftz32(p[..., 0] + p[..., 1]) if p.shape[-1] > 1 else p[..., 0]
@@ -211,7 +212,7 @@ def _ftz_chain_fast(unit, a, b, out):
     """FTZUnit over K on whole arrays: the operations of :func:`cdna_chain`'s FTZ loop, in the same order.
 
     The products do not depend on the chain, so for a chunk of ``FTZ_CHUNK`` elements of K they are
-    formed at once by a float32 einsum into (k, rows, N) (a float32 multiply is the product rounded
+    formed at once by a float32 multiply into (k, rows, N) (a float32 multiply is the product rounded
     once to FP32, Inf on overflow, IEEE's NaN rules), flushed, and summed pairwise per group, each
     addition a float32 one followed by the flush; then the group sums enter the FP32 chain state one
     group at a time, ``acc = ftz(acc + s)``.  A last partial group sums as the loop does.
@@ -220,17 +221,20 @@ def _ftz_chain_fast(unit, a, b, out):
     N = b.shape[1]
     g = unit.group
     fa, fb = unit.in_format, unit.b_format
-    # inputs subnormal in their own format become +0 (NaN compares False and stays); the values are FP32
-    aT = np.ascontiguousarray(np.where(np.abs(a) < fa.smallest_normal, 0.0, a).T, np.float32)
-    bk = np.ascontiguousarray(np.where(np.abs(b) < fb.smallest_normal, 0.0, b), np.float32)
-    acc = _ftz32(np.where(np.abs(out) < FP32.smallest_normal, 0.0, out))
+    # inputs subnormal in their own format become +0 (NaN compares False and stays; a zero keeps its
+    # sign, as in the paired loop and the twin); the values are FP32
+    aT = np.ascontiguousarray(np.where((np.abs(a) < fa.smallest_normal) & (a != 0), 0.0, a).T, np.float32)
+    bk = np.ascontiguousarray(np.where((np.abs(b) < fb.smallest_normal) & (b != 0), 0.0, b), np.float32)
+    acc = _ftz32(np.where((np.abs(out) < FP32.smallest_normal) & (out != 0), 0.0, out))
     rows = max(1, min(M, FLOOR_TILE // max(1, N * FTZ_CHUNK)))
     for m0 in range(0, M, rows):
         m1 = min(m0 + rows, M)
         st = acc[m0:m1]
         for k0 in range(0, K, FTZ_CHUNK):
             k1 = min(k0 + FTZ_CHUNK, K)
-            P = _ftz_inplace(np.einsum("ki,kj->kij", aT[k0:k1, m0:m1], bk[k0:k1]))
+            # a broadcast multiply, not einsum: einsum forms each product as 0 + x * y, which turns the
+            # -0 of a zero product of opposite signs into +0, and the sign of a zero shows in FP32 sums
+            P = _ftz_inplace(np.multiply(aT[k0:k1, m0:m1, None], bk[k0:k1, None, :]))
             full = (k1 - k0) // g * g
             if full:
                 s = _ftz_inplace(P[0:full:g] + P[1:full:g])

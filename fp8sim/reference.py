@@ -518,6 +518,10 @@ def _rz_fp32(exact: Fraction, unit) -> float:
 
 
 def _add_fp32(x: float, y: float) -> float:
+    """x + y for FP32 values with one nearest-even rounding; IEEE 754 specials and signed zeros (the
+    sum of two zeros is -0 only when both are -0; an exact cancellation is +0)."""
+    if x == 0 and y == 0:
+        return x + y  # (the Fraction below carries no sign of zero)
     if math.isnan(x) or math.isnan(y) or (math.isinf(x) and math.isinf(y) and x != y):
         return float("nan")
     if math.isinf(x) or math.isinf(y):

@@ -612,3 +612,19 @@ def test_zero_input_never_sets_the_alignment(unit, rng):
     classic = dot_chain(a, b, c, unit, engine="classic")
     np.testing.assert_array_equal(got.view(np.uint64), classic.view(np.uint64))
     assert same(got, reference_matmul(a, b, c, unit)).all()
+
+
+def test_twin_promotion_adds_zeros_as_ieee():
+    """Promotion adds each chain's result into FP32 with an IEEE addition: -0 + -0 is -0, +0 + -0 and
+    an exact cancellation are +0.  The twin's addition once went through a Fraction and lost the sign
+    (found by experiments/fuzz_engines.py on FP16-output units, whose chains round tiny negative sums
+    to -0); twin and engine agree on such a case."""
+    from fp8sim.reference import _add_fp32
+
+    assert np.signbit(_add_fp32(-0.0, -0.0)) and not np.signbit(_add_fp32(0.0, -0.0))
+    assert not np.signbit(_add_fp32(-0.0, 0.0)) and not np.signbit(_add_fp32(1.5, -1.5))
+    unit = tensor_core("A100", "bfloat16", out_format="float16")
+    a, b = np.full((1, 16), 2.0**-60), np.full((16, 1), -(2.0**-60))   # products far below FP16's range
+    want = block_fma_dot(a[0], b[:, 0], -0.0, unit, promote_every=8)
+    got = matmul(a, b, np.array([[-0.0]]), unit=unit, promote_every=8)[0, 0]
+    assert want == 0 and np.signbit(want) and same(got, want)

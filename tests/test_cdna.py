@@ -239,3 +239,42 @@ def test_exact_block_unit_decided_sums_equal_twin(fa, rng, monkeypatch):
     assert same(got, want).all()
     # the exact sums' roundings
     assert got[0, 0] > 2.0**20 + 2.0**-4 and got[1, 1] < 2.0**20 + 2.0**-3 + 2.0**-4 and got[6, 3] < 2.0**20
+
+
+@pytest.mark.parametrize("fmt, instr", [("bfloat16", "mfma"), ("bfloat16", "mfma.legacy"), ("float16", "mfma")])
+def test_ftz_zero_signs_equal_twin(fmt, instr):
+    """CDNA2 adds in IEEE FP32, so the sign of a zero shows: -0 + -0 is -0, +0 + -0 is +0.  Every pair
+    of inputs from {+0, -0, +-1, +- the format's smallest subnormal (read as +0)} against every such
+    pair, K = 2 and 4, C = +0 and -0: engine and twin agree bit for bit.  (The engine once formed its
+    products by einsum, which computes 0 + x * y and so made every zero product +0, and read a C of
+    -0 as +0; found by experiments/fuzz_engines.py.)"""
+    import itertools
+
+    unit = tensor_core("MI250X", fmt, instruction=instr)
+    s = unit.in_format.smallest_subnormal
+    pairs = np.array(list(itertools.product([0.0, -0.0, 1.0, -1.0, s, -s], repeat=2)))
+    for a, b in ((pairs, pairs.T), (np.hstack([pairs, pairs[::-1]]), np.vstack([pairs.T, pairs.T]))):
+        for c0 in (0.0, -0.0):
+            c = np.full((len(a), b.shape[1]), c0)
+            got = fp8sim.matmul(a, b, c, unit=unit)
+            want = np.array([[ftz_dot(a[i], b[:, j], c0, unit) for j in range(b.shape[1])] for i in range(len(a))])
+            assert same(got, want).all()
+    got = fp8sim.matmul([[0.0, -0.0]], [[-1.0], [2.0]], [[-0.0]], unit=unit)[0, 0]
+    assert got == 0 and np.signbit(got)             # -0 + (-0 + -0)
+
+
+@pytest.mark.parametrize("K", [1, 17, 33])
+def test_cdna3_parity_sums_of_a_one_element_block(K, rng):
+    """MI300X FP8 sums the even-k and odd-k products of a block apart; a last block of one element has
+    no odd-k half.  With a NaN in that block (which takes the general path) the engine once failed on
+    the empty half (found by experiments/fuzz_engines.py); engine and twin agree."""
+    unit = tensor_core("MI300X", "e4m3fnuz")
+    assert unit.split_parity
+    a = random_inputs(rng, (3, K), unit.in_format)
+    b = random_inputs(rng, (K, 2), unit.b_format)
+    a[0, K - 1] = np.nan
+    c = fp8sim.quantize(rng.standard_normal((3, 2)), "float32")
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[floor_sum_dot(a[i], b[:, j], c[i, j], unit) for j in range(2)] for i in range(3)])
+    assert same(got, want).all()
+    assert np.isnan(got[0]).all() and np.isfinite(got[1:]).all()

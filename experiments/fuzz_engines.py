@@ -1,0 +1,204 @@
+"""Adversarial differential fuzzing: every preset unit's vectorized engine against its scalar twin.
+
+    python experiments/fuzz_engines.py [--seconds 600] [--seed 0] [--unit H100:e4m3]
+
+The tests compare the engines with the twins in ``fp8sim.reference`` on
+fixed random and hand-built cases; this script keeps drawing new ones for
+a time budget, built to reach the corners the engines plan around rather
+than what random normal data reaches: per operand, a band of exponents
+drawn over the format's whole range (subnormals included) and placed at a
+random offset, so that data-planned work types switch (int8 / int16
+exponents, float32 / float64 products, the steps on bits or the general
+one); zeros, and the largest values placed where the other operand holds
+zeros; runs of the largest significand of one sign; subnormal inputs; Inf
+and NaN; C from zeros, signed zeros, FP32 subnormals, values near FP32's
+top, the specials and the negated sum of the chain (cancellation); K not a
+multiple of the block, promotion, several row tiles and threads.
+
+Each output is compared bit for bit (float64 bit patterns; NaN with NaN);
+an exception on valid input counts as a finding too.  The first findings
+are printed with a reproducer (unit, the case's seed for :func:`case`,
+promotion, tile, threads) and the JSON ``figures/fuzz_engines.json``
+records the counts.  Exit status 1 when any case disagreed or raised.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import fp8sim
+from fp8sim import reference
+from fp8sim.accumulate import SplitFP16Unit
+from fp8sim.cdna import ExactBlockUnit, FloorSumUnit, FTZUnit
+from fp8sim.hardware import presets, tensor_core
+
+try:
+    from ._common import out_dir, script_parser, write_json
+except ImportError:  # run as a script
+    from _common import out_dir, script_parser, write_json
+
+
+def twin(unit):
+    """The scalar twin of ``unit``'s engine: f(a_row, b_col, c) -> float."""
+    if isinstance(unit, fp8sim.BlockFMA):
+        return lambda a, b, c, p: reference.block_fma_dot(a, b, c, unit, p)
+    for kind, fn in ((SplitFP16Unit, reference.split_fp16_dot), (ExactBlockUnit, reference.exact_block_dot),
+                     (FTZUnit, reference.ftz_dot), (FloorSumUnit, reference.floor_sum_dot)):
+        if isinstance(unit, kind):
+            return lambda a, b, c, p, fn=fn: fn(a, b, c, unit)
+    raise TypeError(f"no twin for {type(unit).__name__}")
+
+
+def units(only=None):
+    """Every preset unit (FP32 output, and FP16 output where the GPU has it), or the one named."""
+    if only:
+        return [_unit(only)]
+    out = []
+    for gpu, instr, fmt, _ in presets():
+        out.append(tensor_core(gpu, fmt, instruction=instr))
+        try:
+            out.append(tensor_core(gpu, fmt, out_format="float16", instruction=instr))
+        except ValueError:
+            pass
+    return out
+
+
+def _unit(name):
+    gpu, rest = name.split(":", 1)
+    fmt, _, instr = rest.partition("@")
+    return tensor_core(gpu, fmt, instruction=instr or None)
+
+
+def operand(rng, shape, fmt):
+    """Values of ``fmt`` over a random band of its exponents, with zeros, subnormals and runs of the
+    largest significand."""
+    lo_fmt, hi_fmt = fmt.emin - fmt.mantissa_bits, fmt.emax
+    width = int(rng.choice([1, 3, 8, 20, 40, 80, 300]))
+    lo = int(rng.integers(lo_fmt, max(lo_fmt, hi_fmt - min(width, hi_fmt - lo_fmt)) + 1))
+    hi = min(hi_fmt, lo + width)
+    e = rng.integers(lo, hi + 1, shape)
+    x = np.ldexp(rng.uniform(1, 2, shape), e) * rng.choice([-1.0, 1.0], shape)
+    x = fp8sim.quantize(x, fmt, "toward_zero", overflow="saturate")
+    if rng.random() < 0.3:   # a run of the largest significand, one sign
+        top = (2.0 - 2.0 ** -fmt.mantissa_bits) * 2.0 ** min(hi, fmt.emax)
+        x.flat[rng.integers(0, x.size, max(1, x.size // 4))] = fp8sim.quantize(top, fmt, overflow="saturate")
+    for frac, val in ((rng.choice([0.0, 0.1, 0.5]), 0.0), (rng.choice([0.0, 0.05]), -0.0)):
+        x[rng.random(shape) < frac] = val
+    if rng.random() < 0.2:   # subnormals of the format
+        sub = rng.random(shape) < 0.2
+        n = 2 ** fmt.mantissa_bits
+        x[sub] = rng.integers(-n + 1, n, sub.sum()) * fmt.smallest_subnormal
+    return x
+
+
+def specials(rng, x, fmt):
+    if rng.random() < 0.15:
+        vals = [v for v, ok in ((np.inf, fmt.has_inf), (-np.inf, fmt.has_inf), (np.nan, fmt.has_nan)) if ok]
+        if vals:
+            x.flat[rng.integers(0, x.size)] = rng.choice(vals)
+
+
+def addend(rng, shape):
+    c = fp8sim.quantize(rng.standard_normal(shape) * 2.0 ** rng.integers(-30, 30), "float32")
+    kinds = rng.integers(0, 10, c.size)
+    flat = c.reshape(-1)
+    flat[kinds == 0] = 0.0
+    flat[kinds == 1] = -0.0
+    flat[kinds == 2] = rng.integers(-2**20, 2**20, (kinds == 2).sum()) * 2.0**-149
+    flat[kinds == 3] = fp8sim.quantize(rng.choice([-1, 1], (kinds == 3).sum()) * 3.3e38, "float32")
+    if rng.random() < 0.1:
+        flat[rng.integers(0, flat.size)] = rng.choice([np.inf, -np.inf, np.nan])
+    return c
+
+
+def case(rng, unit):
+    fa = fp8sim.get_format(unit.in_format)
+    fb = fp8sim.get_format(getattr(unit, "b_format", None) or fa)
+    block = unit.block
+    M, N = int(rng.integers(1, 7)), int(rng.integers(1, 6))
+    K = int(rng.integers(1, 4 * block + 8))
+    a, b = operand(rng, (M, K), fa), operand(rng, (K, N), fb)
+    if rng.random() < 0.3:   # the largest values of b where a row of a holds zeros
+        big = fp8sim.quantize((2.0 - 2.0 ** -fb.mantissa_bits) * 2.0 ** fb.emax, fb, overflow="saturate")
+        b[a[0] == 0] = big
+    specials(rng, a, fa)
+    specials(rng, b, fb)
+    c = addend(rng, (M, N))
+    promote = None
+    if isinstance(unit, fp8sim.BlockFMA) and rng.random() < 0.3 and K > block:
+        promote = block * int(rng.integers(1, max(2, K // block)))
+    if rng.random() < 0.2:   # C cancelling the chain's result
+        with np.errstate(all="ignore"):
+            s = fp8sim.matmul(a, b, unit=unit, promote_every=promote)
+            c = np.where(np.isfinite(s), -fp8sim.quantize(s, "float32", overflow="saturate"), c)
+    tile = int(rng.choice([0, N * block, 2 * N * block]))
+    return a, b, c, promote, tile or None, int(rng.choice([1, 2]))
+
+
+def same_bits(x, y):
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return (x.view(np.uint64) == y.view(np.uint64)) | (np.isnan(x) & np.isnan(y))
+
+
+def main(argv=None):
+    p = script_parser(__doc__)
+    p.add_argument("--seconds", type=float, default=600.0, help="time budget (default 600)")
+    p.add_argument("--unit", default=None, help="one unit string, e.g. H100:e4m3@wgmma (default: every preset)")
+    args = p.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    us = units(args.unit)
+    counts = {u.name: {"cases": 0, "outputs": 0, "mismatched_outputs": 0} for u in us}
+    first = []
+    t_end = time.monotonic() + args.seconds
+    i = 0
+    while time.monotonic() < t_end:
+        unit = us[i % len(us)]
+        case_seed = int(rng.integers(2**63))
+        a, b, c, promote, tile, threads = case(np.random.default_rng(case_seed), unit)
+        kw = {"promote_every": promote, "threads": threads}
+        if tile is not None and isinstance(unit, fp8sim.BlockFMA):
+            kw["tile_elems"] = tile
+        rec = counts[unit.name]
+        rec["cases"] += 1
+        rec["outputs"] += a.shape[0] * b.shape[1]
+        where = {"unit": unit.name, "case_seed": case_seed, "promote_every": promote, "tile": tile,
+                 "threads": threads}
+        try:
+            with np.errstate(all="ignore"):
+                got = fp8sim.matmul(a, b, c, unit=unit, **kw)
+                f = twin(unit)
+                want = np.array([[f(a[m], b[:, n], c[m, n], promote) for n in range(b.shape[1])]
+                                 for m in range(a.shape[0])])
+        except Exception as e:  # an engine or twin that fails on valid input is a finding too
+            rec["errors"] = rec.get("errors", 0) + 1
+            if len(first) < 20:
+                first.append({**where, "error": f"{type(e).__name__}: {e}"})
+                print("ERROR", first[-1], flush=True)
+            i += 1
+            continue
+        bad = ~same_bits(got, want)
+        rec["mismatched_outputs"] += int(bad.sum())
+        if bad.any() and len(first) < 20:
+            m, n = map(int, np.argwhere(bad)[0])
+            first.append({**where, "row": m, "col": n, "engine": float(got[m, n]).hex(),
+                          "twin": float(want[m, n]).hex()})
+            print("MISMATCH", first[-1], flush=True)
+        i += 1
+    total = sum(r["cases"] for r in counts.values())
+    bad_total = sum(r["mismatched_outputs"] for r in counts.values())
+    errors = sum(r.get("errors", 0) for r in counts.values())
+    print(f"{total} cases over {len(us)} units in {args.seconds:.0f} s: {bad_total} mismatched outputs, "
+          f"{errors} cases raised")
+    for name, r in counts.items():
+        if r["mismatched_outputs"] or r.get("errors"):
+            print(f"  {name}: {r['mismatched_outputs']} of {r['outputs']} outputs mismatched, "
+                  f"{r.get('errors', 0)} of {r['cases']} cases raised")
+    write_json(out_dir(args.out) / "fuzz_engines.json", {"seconds": args.seconds, "units": counts,
+                                                          "first_mismatches": first}, seed=args.seed)
+    return 1 if bad_total or errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
