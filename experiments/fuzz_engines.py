@@ -1,6 +1,6 @@
 """Adversarial differential fuzzing: every preset unit's vectorized engine against its scalar twin.
 
-    python experiments/fuzz_engines.py [--seconds 600] [--seed 0] [--unit H100:e4m3]
+    python experiments/fuzz_engines.py [--seconds 600] [--cases N] [--seed 0] [--unit H100:e4m3@wgmma]
 
 The tests compare the engines with the twins in ``fp8sim.reference`` on
 fixed random and hand-built cases; this script keeps drawing new ones for
@@ -13,7 +13,11 @@ one); zeros, and the largest values placed where the other operand holds
 zeros; runs of the largest significand of one sign; subnormal inputs; Inf
 and NaN; C from zeros, signed zeros, FP32 subnormals, values near FP32's
 top, the specials and the negated sum of the chain (cancellation); K not a
-multiple of the block, promotion, several row tiles and threads.
+multiple of the block, promotion, several row tiles and threads; every
+other case through ``dot_rows`` (the row-paired engines) instead of
+``matmul``.  The block-scaled units (``kind::mxf8f6f4`` for every pair of
+element formats, ``kind::mxf4`` / ``mxf4nvf4``) run the same way with
+random scales (E8M0 over its whole range, UE4M3 codes, NaN).
 
 Each output is compared bit for bit (float64 bit patterns; NaN with NaN);
 an exception on valid input counts as a finding too.  The first findings
@@ -31,7 +35,9 @@ import numpy as np
 import fp8sim
 from fp8sim import reference
 from fp8sim.accumulate import SplitFP16Unit
+from fp8sim.blockscale import MXF8F6F4, BlockScaledFMA, GroupScaledFMA, block_scaled_chain, group_scaled_chain
 from fp8sim.cdna import ExactBlockUnit, FloorSumUnit, FTZUnit
+from fp8sim.gemm import dot_rows
 from fp8sim.hardware import presets, tensor_core
 
 try:
@@ -40,8 +46,16 @@ except ImportError:  # run as a script
     from _common import out_dir, script_parser, write_json
 
 
+SCALED = (BlockScaledFMA, GroupScaledFMA)
+
+
 def twin(unit):
-    """The scalar twin of ``unit``'s engine: f(a_row, b_col, c) -> float."""
+    """The scalar twin of ``unit``'s engine: f(a_row, b_col, c, promote_every) -> float (a block-scaled
+    unit's takes the row's and the column's scales after c)."""
+    if isinstance(unit, BlockScaledFMA):
+        return reference.block_scaled_dot
+    if isinstance(unit, GroupScaledFMA):
+        return reference.group_scaled_dot
     if isinstance(unit, fp8sim.BlockFMA):
         return lambda a, b, c, p: reference.block_fma_dot(a, b, c, unit, p)
     for kind, fn in ((SplitFP16Unit, reference.split_fp16_dot), (ExactBlockUnit, reference.exact_block_dot),
@@ -52,9 +66,10 @@ def twin(unit):
 
 
 def units(only=None):
-    """Every preset unit (FP32 output, and FP16 output where the GPU has it), or the one named."""
+    """Every preset unit (FP32 output, and FP16 output where the GPU has it) and the block-scaled
+    units, or the one named."""
     if only:
-        return [_unit(only)]
+        return [u for u in units() if u.name == only] or [_unit(only)]
     out = []
     for gpu, instr, fmt, _ in presets():
         out.append(tensor_core(gpu, fmt, instruction=instr))
@@ -62,6 +77,9 @@ def units(only=None):
             out.append(tensor_core(gpu, fmt, out_format="float16", instruction=instr))
         except ValueError:
             pass
+    out += [BlockScaledFMA(fa, b_format=fb, name=f"mxf8f6f4:{fa}x{fb}") for fa in MXF8F6F4 for fb in MXF8F6F4]
+    out += [GroupScaledFMA(block=bl, scale_format=sf, name=f"mxf4:{bl}:{sf}")
+            for bl, sf in ((32, "float8_e8m0fnu"), (16, "float8_e8m0fnu"), (16, "float8_e4m3fn"))]
     return out
 
 
@@ -113,12 +131,31 @@ def addend(rng, shape):
     return c
 
 
+def scales(rng, shape, unit):
+    """Scale values for a block-scaled unit: E8M0 powers of two over a random part of its range, or
+    UE4M3 values (zeros and subnormals included); a NaN now and then."""
+    if isinstance(unit, GroupScaledFMA) and unit.scale_format.name == "float8_e4m3fn":
+        s = fp8sim.quantize(np.abs(rng.standard_normal(shape)) * 2.0 ** rng.integers(-9, 9, shape), "e4m3",
+                            overflow="saturate")
+    else:
+        lo = int(rng.integers(-127, 120))
+        s = np.ldexp(1.0, rng.integers(lo, min(127, lo + int(rng.choice([1, 8, 40, 254]))) + 1, shape))
+    if rng.random() < 0.1:
+        s.flat[rng.integers(0, s.size)] = np.nan
+    return s
+
+
 def case(rng, unit):
+    """One random case: (a, b, c, promote_every, tile_elems or None, threads, paired, (sa, sb) or None)."""
     fa = fp8sim.get_format(unit.in_format)
     fb = fp8sim.get_format(getattr(unit, "b_format", None) or fa)
     block = unit.block
     M, N = int(rng.integers(1, 7)), int(rng.integers(1, 6))
     K = int(rng.integers(1, 4 * block + 8))
+    if isinstance(unit, GroupScaledFMA):
+        K = 64 * int(rng.integers(1, 4))
+    elif isinstance(unit, BlockScaledFMA):
+        K = block * int(rng.integers(1, 4))
     a, b = operand(rng, (M, K), fa), operand(rng, (K, N), fb)
     if rng.random() < 0.3:   # the largest values of b where a row of a holds zeros
         big = fp8sim.quantize((2.0 - 2.0 ** -fb.mantissa_bits) * 2.0 ** fb.emax, fb, overflow="saturate")
@@ -129,12 +166,48 @@ def case(rng, unit):
     promote = None
     if isinstance(unit, fp8sim.BlockFMA) and rng.random() < 0.3 and K > block:
         promote = block * int(rng.integers(1, max(2, K // block)))
+    sc = None
+    if isinstance(unit, SCALED):
+        nb = K // block
+        sc = (scales(rng, (M, nb), unit), scales(rng, (nb, N), unit))
+    paired = not isinstance(unit, SCALED) and rng.random() < 0.5
+    if paired:   # rows of b meet rows of a: b as (M, K)
+        b = operand(rng, (M, K), fb)
+        if rng.random() < 0.3:
+            b[a == 0] = fp8sim.quantize((2.0 - 2.0 ** -fb.mantissa_bits) * 2.0 ** fb.emax, fb, overflow="saturate")
+        specials(rng, b, fb)
+        c = c[:, :1]
     if rng.random() < 0.2:   # C cancelling the chain's result
         with np.errstate(all="ignore"):
-            s = fp8sim.matmul(a, b, unit=unit, promote_every=promote)
+            s = run(unit, a, b, np.zeros_like(c), promote, None, 1, paired, sc)
             c = np.where(np.isfinite(s), -fp8sim.quantize(s, "float32", overflow="saturate"), c)
     tile = int(rng.choice([0, N * block, 2 * N * block]))
-    return a, b, c, promote, tile or None, int(rng.choice([1, 2]))
+    return a, b, c, promote, tile or None, int(rng.choice([1, 2])), paired, sc
+
+
+def run(unit, a, b, c, promote, tile, threads, paired, sc):
+    """The engine's outputs, (M, N) (paired: (M, 1))."""
+    if isinstance(unit, BlockScaledFMA):
+        return block_scaled_chain(a, b, c, sc[0], sc[1], unit)
+    if isinstance(unit, GroupScaledFMA):
+        return group_scaled_chain(a, b, c, sc[0], sc[1], unit)
+    kw = {"promote_every": promote}
+    if tile is not None and isinstance(unit, fp8sim.BlockFMA):
+        kw["tile_elems"] = tile
+    if paired:
+        return dot_rows(a, b, c[:, 0], unit=unit, **kw)[:, None]
+    return fp8sim.matmul(a, b, c, unit=unit, threads=threads, **kw)
+
+
+def expected(unit, a, b, c, promote, paired, sc):
+    """The twin's outputs, one dot product at a time."""
+    f = twin(unit)
+    if paired:
+        return np.array([[f(a[m], b[m], c[m, 0], promote)] for m in range(a.shape[0])])
+    if sc is not None:
+        return np.array([[f(a[m], b[:, n], c[m, n], sc[0][m], sc[1][:, n], unit) for n in range(b.shape[1])]
+                         for m in range(a.shape[0])])
+    return np.array([[f(a[m], b[:, n], c[m, n], promote) for n in range(b.shape[1])] for m in range(a.shape[0])])
 
 
 def same_bits(x, y):
@@ -145,7 +218,8 @@ def same_bits(x, y):
 def main(argv=None):
     p = script_parser(__doc__)
     p.add_argument("--seconds", type=float, default=600.0, help="time budget (default 600)")
-    p.add_argument("--unit", default=None, help="one unit string, e.g. H100:e4m3@wgmma (default: every preset)")
+    p.add_argument("--cases", type=int, default=None, help="stop after this many cases (default: the time budget)")
+    p.add_argument("--unit", default=None, help="one unit's name, e.g. H100:float8_e4m3fn@wgmma (default: all)")
     args = p.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     us = units(args.unit)
@@ -153,24 +227,19 @@ def main(argv=None):
     first = []
     t_end = time.monotonic() + args.seconds
     i = 0
-    while time.monotonic() < t_end:
+    while time.monotonic() < t_end and (args.cases is None or i < args.cases):
         unit = us[i % len(us)]
         case_seed = int(rng.integers(2**63))
-        a, b, c, promote, tile, threads = case(np.random.default_rng(case_seed), unit)
-        kw = {"promote_every": promote, "threads": threads}
-        if tile is not None and isinstance(unit, fp8sim.BlockFMA):
-            kw["tile_elems"] = tile
         rec = counts[unit.name]
         rec["cases"] += 1
-        rec["outputs"] += a.shape[0] * b.shape[1]
-        where = {"unit": unit.name, "case_seed": case_seed, "promote_every": promote, "tile": tile,
-                 "threads": threads}
+        where = {"unit": unit.name, "case_seed": case_seed}
         try:
             with np.errstate(all="ignore"):
-                got = fp8sim.matmul(a, b, c, unit=unit, **kw)
-                f = twin(unit)
-                want = np.array([[f(a[m], b[:, n], c[m, n], promote) for n in range(b.shape[1])]
-                                 for m in range(a.shape[0])])
+                a, b, c, promote, tile, threads, paired, sc = case(np.random.default_rng(case_seed), unit)
+                rec["outputs"] += c.size
+                where.update(promote_every=promote, tile=tile, threads=threads, paired=paired)
+                got = run(unit, a, b, c, promote, tile, threads, paired, sc)
+                want = expected(unit, a, b, c, promote, paired, sc)
         except Exception as e:  # an engine or twin that fails on valid input is a finding too
             rec["errors"] = rec.get("errors", 0) + 1
             if len(first) < 20:
@@ -189,13 +258,13 @@ def main(argv=None):
     total = sum(r["cases"] for r in counts.values())
     bad_total = sum(r["mismatched_outputs"] for r in counts.values())
     errors = sum(r.get("errors", 0) for r in counts.values())
-    print(f"{total} cases over {len(us)} units in {args.seconds:.0f} s: {bad_total} mismatched outputs, "
+    print(f"{total} cases over {len(us)} units: {bad_total} mismatched outputs, "
           f"{errors} cases raised")
     for name, r in counts.items():
         if r["mismatched_outputs"] or r.get("errors"):
             print(f"  {name}: {r['mismatched_outputs']} of {r['outputs']} outputs mismatched, "
                   f"{r.get('errors', 0)} of {r['cases']} cases raised")
-    write_json(out_dir(args.out) / "fuzz_engines.json", {"seconds": args.seconds, "units": counts,
+    write_json(out_dir(args.out) / "fuzz_engines.json", {"seconds": args.seconds, "cases": total, "units": counts,
                                                           "first_mismatches": first}, seed=args.seed)
     return 1 if bad_total or errors else 0
 

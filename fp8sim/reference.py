@@ -465,7 +465,8 @@ def group_scaled_dot(a, b, c, sa, sb, unit) -> float:
     its block's two scale significands at the scales' exponent sum (a group
     of zero products, or a zero scale, at ``e_zero``), one truncated fused
     sum at F = ``align_bits`` with C (a zero C at ``e_zero``), truncated to
-    FP32.
+    FP32.  A NaN scale or C gives NaN; an infinite C stays (E2M1 products
+    are finite).
 
     >>> from fp8sim.blockscale import GroupScaledFMA
     >>> group_scaled_dot([1.0] * 64, [1.0] * 64, 0.0, [1.5] * 4, [2.0] * 4, GroupScaledFMA(16, "e4m3"))
@@ -499,6 +500,8 @@ def group_scaled_dot(a, b, c, sa, sb, unit) -> float:
             exps.append(unit.e_zero if all(p == 0 for p in prods) or s_scale == 0 else pa[1] + pb[1])
         if nan:
             c = float("nan")
+            continue
+        if math.isinf(c):  # an infinite C (given, or from an earlier overflow) stays: the products are finite
             continue
         cf = Fraction(c)
         e_c = floor_log2(abs(cf)) if cf != 0 else unit.e_zero

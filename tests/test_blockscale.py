@@ -94,6 +94,26 @@ def test_group_scaled_engine_equals_twin(kind, block, sfmt, rng):
     assert same(got, want).all()
 
 
+def test_group_scaled_infinite_c_stays(rng):
+    """An infinite C, given or from an overflow in an earlier instruction (scales near E8M0's top),
+    stays infinite through the next instructions (their E2M1 products are finite); the twin once failed
+    on it (found by experiments/fuzz_engines.py).  Engine and twin agree."""
+    unit = group_scaled_unit("B200", "mxf4", 32, "ue8m0")
+    K = 192
+    a = np.full((3, K), 6.0)
+    b = np.full((K, 2), 6.0)
+    sa = np.ones((3, K // 32))
+    sb = np.ones((K // 32, 2))
+    sa[2, :2] = 2.0**127                              # the first instruction of row 2 overflows
+    sb[:2, :] = 2.0**100
+    c = np.array([[np.inf, -np.inf], [1.0, np.nan], [0.0, 0.0]])
+    got = group_scaled_chain(a, b, c, sa, sb, unit)
+    want = np.array([[group_scaled_dot(a[i], b[:, j], c[i, j], sa[i], sb[:, j], unit) for j in range(2)]
+                     for i in range(3)])
+    assert same(got, want).all()
+    assert got[0, 0] == np.inf and got[0, 1] == -np.inf and np.isnan(got[1, 1]) and np.isinf(got[2]).all()
+
+
 def test_nvfp4_gemm_through_the_group_scaled_unit(rng):
     x, w = rng.standard_normal((4, 128)) * 3, rng.standard_normal((128, 5))
     A = fp8sim.quantize_scaled(x, "e2m1", "nvfp4")

@@ -246,3 +246,23 @@ def test_fp8_training_on_dask_gives_the_local_result(tmp_path):
         for p in r["points"]:
             p.pop("seconds")
     assert remote["points"] == local["points"] and remote["summary"] == local["summary"]
+
+
+def test_fuzz_engines_runs_clean_and_finds_a_planted_bug(tmp_path, monkeypatch):
+    """experiments/fuzz_engines.py: three cases per unit agree with the twins; a twin made to get the
+    sign of zero results wrong is reported (exit status 1, the mismatch recorded)."""
+    from experiments import fuzz_engines
+    from fp8sim import reference
+
+    n = 3 * len(fuzz_engines.units())
+    assert fuzz_engines.main(["--cases", str(n), "--seed", "5", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "fuzz_engines.json").read_text())
+    assert record["cases"] == n and not record["first_mismatches"]
+
+    true_twin = reference.block_fma_dot
+    monkeypatch.setattr(reference, "block_fma_dot", lambda *args: -true_twin(*args) if true_twin(*args) == 0
+                        else true_twin(*args))
+    assert fuzz_engines.main(["--cases", "200", "--seed", "5", "--unit", "H100:float8_e4m3fn@wgmma",
+                              "--out", str(tmp_path)]) == 1
+    record = json.loads((tmp_path / "fuzz_engines.json").read_text())
+    assert record["first_mismatches"][0]["unit"] == "H100:float8_e4m3fn@wgmma"
