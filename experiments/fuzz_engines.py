@@ -89,10 +89,16 @@ def _unit(name):
     return tensor_core(gpu, fmt, instruction=instr or None)
 
 
-def operand(rng, shape, fmt):
-    """Values of ``fmt`` over a random band of its exponents, with zeros, subnormals and runs of the
-    largest significand."""
+#: the exponents the engines' int8 exponent path takes (every input exponent within 28 of zero)
+WINDOW = (-28, 27)
+
+
+def operand(rng, shape, fmt, window=False):
+    """Values of ``fmt`` over a random band of its exponents (within :data:`WINDOW` when ``window``),
+    with zeros, subnormals and runs of the largest significand."""
     lo_fmt, hi_fmt = fmt.emin - fmt.mantissa_bits, fmt.emax
+    if window:
+        lo_fmt, hi_fmt = max(lo_fmt, WINDOW[0]), min(hi_fmt, WINDOW[1])
     width = int(rng.choice([1, 3, 8, 20, 40, 80, 300]))
     lo = int(rng.integers(lo_fmt, max(lo_fmt, hi_fmt - min(width, hi_fmt - lo_fmt)) + 1))
     hi = min(hi_fmt, lo + width)
@@ -116,6 +122,16 @@ def specials(rng, x, fmt):
         vals = [v for v, ok in ((np.inf, fmt.has_inf), (-np.inf, fmt.has_inf), (np.nan, fmt.has_nan)) if ok]
         if vals:
             x.flat[rng.integers(0, x.size)] = rng.choice(vals)
+
+
+def largest(rng, x, fmt, window=False):
+    """A large value to meet zeros (a zero met by it must not set an alignment): the largest finite
+    magnitude in ``x``, or the largest value of the format (of the window's top binade when ``window``)."""
+    fin = np.abs(x[np.isfinite(x)])
+    if rng.random() < 0.3 and fin.size and fin.max() > 0:
+        return fin.max()
+    top = min(fmt.emax, WINDOW[1]) if window else fmt.emax
+    return fp8sim.quantize((2.0 - 2.0 ** -fmt.mantissa_bits) * 2.0 ** top, fmt, "toward_zero", overflow="saturate")
 
 
 def addend(rng, shape):
@@ -156,10 +172,10 @@ def case(rng, unit):
         K = 64 * int(rng.integers(1, 4))
     elif isinstance(unit, BlockScaledFMA):
         K = block * int(rng.integers(1, 4))
-    a, b = operand(rng, (M, K), fa), operand(rng, (K, N), fb)
-    if rng.random() < 0.3:   # the largest values of b where a row of a holds zeros
-        big = fp8sim.quantize((2.0 - 2.0 ** -fb.mantissa_bits) * 2.0 ** fb.emax, fb, overflow="saturate")
-        b[a[0] == 0] = big
+    window = rng.random() < 0.3   # both operands inside the int8 exponent window
+    a, b = operand(rng, (M, K), fa, window), operand(rng, (K, N), fb, window)
+    if rng.random() < 0.3:   # large values of b where a row of a holds zeros
+        b[a[0] == 0] = largest(rng, b, fb, window)
     specials(rng, a, fa)
     specials(rng, b, fb)
     c = addend(rng, (M, N))
@@ -172,9 +188,9 @@ def case(rng, unit):
         sc = (scales(rng, (M, nb), unit), scales(rng, (nb, N), unit))
     paired = not isinstance(unit, SCALED) and rng.random() < 0.5
     if paired:   # rows of b meet rows of a: b as (M, K)
-        b = operand(rng, (M, K), fb)
+        b = operand(rng, (M, K), fb, window)
         if rng.random() < 0.3:
-            b[a == 0] = fp8sim.quantize((2.0 - 2.0 ** -fb.mantissa_bits) * 2.0 ** fb.emax, fb, overflow="saturate")
+            b[a == 0] = largest(rng, b, fb, window)
         specials(rng, b, fb)
         c = c[:, :1]
     if rng.random() < 0.2:   # C cancelling the chain's result

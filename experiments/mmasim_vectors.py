@@ -12,6 +12,14 @@ of four, and the inputs (as codes) and MMA-Sim's outputs (as bit patterns)
 are written to ``mmasim_vectors.npz`` with the MMA-Sim version, so the test
 suite compares fp8sim against them without mmasim or torch installed
 (``tests/test_mmasim.py``).
+
+    python experiments/mmasim_vectors.py --zero-signs --out tests/data
+
+writes ``mmasim_cdna2_zero_signs.npz`` instead: every CDNA2 instruction on
+a grid of signed zeros (every pair of the first two inputs of A and of B
+from +0, -0, +-1 and +- the format's smallest subnormal, the rest -0 times
+1, C = +0 and -0), where the sign of a zero result shows how -0 inputs and
+C are read (``FTZUnit.negative_zero``).
 """
 
 from __future__ import annotations
@@ -386,6 +394,41 @@ def generate(rows_per_kind, seed):
     return arrays, meta
 
 
+def zero_sign_grid(k, fmt):
+    """The signed-zero rows for a CDNA2 instruction of K = k: (a, b, c), rows of K values."""
+    import itertools
+
+    s = fp8sim.get_format(fmt).smallest_subnormal
+    vals = [0.0, -0.0, 1.0, -1.0, s, -s]
+    rows = [([x0, x1] + [-0.0] * (k - 2), [y0, y1] + [1.0] * (k - 2), c0)
+            for x0, x1, y0, y1 in itertools.product(vals, repeat=4) for c0 in (0.0, -0.0)]
+    a, b, c = (np.array(v) for v in zip(*rows))
+    return a, b, c
+
+
+def generate_zero_signs():
+    """MMA-Sim's outputs on :func:`zero_sign_grid` for every CDNA2 instruction."""
+    import mmasim
+    import torch
+    from mmasim.amd import sim as amd_sim
+
+    arrays, sets = {}, {}
+    for key, arch, suffix, gpu, fa, fb in AMD_CONFIGS:
+        if arch != "CDNA2":
+            continue
+        op = amd_sim.MFMA(arch, suffix)
+        a, b, c = zero_sign_grid(op.k, fa)
+        d = op.dpa(to_torch(torch, a, fa), to_torch(torch, b, fb), torch.from_numpy(c.astype(np.float32)))
+        arrays[f"{key}/a"], arrays[f"{key}/b"] = a.astype(np.float32), b.astype(np.float32)
+        arrays[f"{key}/c"] = c.astype(np.float32)
+        arrays[f"{key}/d_bits"] = d.to(torch.float32).numpy().view(np.uint32)
+        sets[key] = {"mmasim": f"MFMA('{arch}', '{suffix}')", "gpu": gpu, "a_format": fa, "b_format": fb,
+                     "K": op.k, "rows": len(c)}
+    meta = {"mmasim_version": getattr(mmasim, "__version__", None) or _dist_version("mmasim"),
+            "torch_version": torch.__version__, "sets": sets}
+    return arrays, meta
+
+
 def _dist_version(name):
     from importlib.metadata import version
 
@@ -399,10 +442,13 @@ def main(argv=None):
     ap.add_argument("--out", default="tests/data")
     ap.add_argument("--rows", type=int, default=64, help="rows per kind of input")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--zero-signs", action="store_true", help="the CDNA2 signed-zero grid only "
+                                                              "(mmasim_cdna2_zero_signs.npz)")
     args = ap.parse_args(argv)
-    arrays, meta = generate(args.rows, args.seed)
+    arrays, meta = generate_zero_signs() if args.zero_signs else generate(args.rows, args.seed)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    path = Path(out_dir(args.out)) / "mmasim_vectors.npz"
+    name = "mmasim_cdna2_zero_signs.npz" if args.zero_signs else "mmasim_vectors.npz"
+    path = Path(out_dir(args.out)) / name
     np.savez_compressed(path, **arrays)
     print(f"wrote {path}: {len(meta['sets'])} sets from mmasim {meta['mmasim_version']} "
           f"({path.stat().st_size / 2**20:.2f} MiB)")

@@ -13,7 +13,12 @@ random rows (``tests/test_mmasim.py``).  The scalar twins are in
     rounded to FP32 and flushed to a signed zero if subnormal; per group of
     ``group`` products ``s = p0 + p1`` (and for 4, ``s = s + (p2 + p3)``),
     then ``c = c + s``; every addition is FP32 nearest-even with a
-    subnormal result flushed (sign kept); a subnormal C becomes +0.
+    subnormal result flushed (sign kept); a subnormal C becomes +0.  An
+    input or C of -0 reads as +0 too (``negative_zero="flush"``, MMA-Sim's
+    model: its flush takes every magnitude below the smallest normal, zeros
+    included), or stays -0 (``"keep"``, IEEE 754's reading: only
+    subnormals flush); no measurement decides, and the two differ only in
+    the sign of a zero result.
 ``FloorSumUnit`` (CDNA3, MI300A/MI300X/MI325X; TR-FDPA and, with
 ``split_parity``, GTR-FDPA for FP8)
     The products' truncated fused sum at F = ``align_bits`` without C
@@ -75,11 +80,21 @@ class FTZUnit:
     group: int
     name: str = ""
     b_format: FloatFormat | None = None
+    negative_zero: str = "flush"
 
     def __post_init__(self):
         _formats(self)
         if self.group not in (2, 4):
             raise ValueError(f"group must be 2 or 4, got {self.group!r}")
+        if self.negative_zero not in ("flush", "keep"):
+            raise ValueError(f"negative_zero must be 'flush' (MMA-Sim: -0 inputs and C read as +0) or 'keep', "
+                             f"got {self.negative_zero!r}")
+
+    def flushed(self, x, smallest_normal):
+        """Where an input (or C) of magnitude below ``smallest_normal`` reads as +0: subnormals, and
+        zeros unless ``negative_zero="keep"`` (NaN compares False and stays)."""
+        small = np.abs(x) < smallest_normal
+        return small & (x != 0) if self.negative_zero == "keep" else small
 
     @property
     def block(self):
@@ -169,11 +184,9 @@ def cdna_chain(a, b, c, unit, *, paired=False):
         if isinstance(unit, FTZUnit) and not paired:
             return _ftz_chain_fast(unit, a, b, out)
         if isinstance(unit, FTZUnit):
-            sub_a = (np.abs(A) < fa.smallest_normal) & (A != 0)   # subnormals become +0; zeros keep their sign
-            sub_b = (np.abs(B) < fb.smallest_normal) & (B != 0)
-            A = np.where(sub_a, 0.0, A)
-            B = np.where(sub_b, 0.0, B)
-            acc = _ftz32(np.where((np.abs(out) < FP32.smallest_normal) & (out != 0), 0.0, out))
+            A = np.where(unit.flushed(A, fa.smallest_normal), 0.0, A)
+            B = np.where(unit.flushed(B, fb.smallest_normal), 0.0, B)
+            acc = _ftz32(np.where(unit.flushed(out, FP32.smallest_normal), 0.0, out))
             for k0 in range(0, K, unit.group):
                 p = _ftz32((A[..., k0:k0 + unit.group] * B[..., k0:k0 + unit.group]).astype(np.float32))
                 s = _ftz32(p[..., 0] + p[..., 1]) if p.shape[-1] > 1 else p[..., 0]
@@ -221,11 +234,11 @@ def _ftz_chain_fast(unit, a, b, out):
     N = b.shape[1]
     g = unit.group
     fa, fb = unit.in_format, unit.b_format
-    # inputs subnormal in their own format become +0 (NaN compares False and stays; a zero keeps its
-    # sign, as in the paired loop and the twin); the values are FP32
-    aT = np.ascontiguousarray(np.where((np.abs(a) < fa.smallest_normal) & (a != 0), 0.0, a).T, np.float32)
-    bk = np.ascontiguousarray(np.where((np.abs(b) < fb.smallest_normal) & (b != 0), 0.0, b), np.float32)
-    acc = _ftz32(np.where((np.abs(out) < FP32.smallest_normal) & (out != 0), 0.0, out))
+    # inputs subnormal in their own format become +0 (and -0 ones, as the unit's negative_zero says);
+    # the values are FP32
+    aT = np.ascontiguousarray(np.where(unit.flushed(a, fa.smallest_normal), 0.0, a).T, np.float32)
+    bk = np.ascontiguousarray(np.where(unit.flushed(b, fb.smallest_normal), 0.0, b), np.float32)
+    acc = _ftz32(np.where(unit.flushed(out, FP32.smallest_normal), 0.0, out))
     rows = max(1, min(M, FLOOR_TILE // max(1, N * FTZ_CHUNK)))
     for m0 in range(0, M, rows):
         m1 = min(m0 + rows, M)

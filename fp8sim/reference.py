@@ -223,7 +223,7 @@ def split_fp16_dot(a, b, c, unit) -> float:
     For each block of 32: the products at k mod 4 in (0, 1) through
     ``unit.step`` from C = 0, then those at k mod 4 in (2, 3) with that
     result as C, then the block's C added with one nearest-even rounding
-    to ``unit.out_format`` (FP16 or FP32).
+    to ``unit.out_format`` (FP16 or FP32), an IEEE addition (-0 + -0 is -0).
 
     >>> from fp8sim.hardware import tensor_core
     >>> split_fp16_dot([1.0] * 32, [0.5] * 32, 0.25, tensor_core("H100", "e4m3", out_format="float16",
@@ -242,6 +242,8 @@ def split_fp16_dot(a, b, c, unit) -> float:
             c = float("nan")
         elif math.isinf(t2) or math.isinf(c):
             c = t2 if math.isinf(t2) else c
+        elif t2 == 0 and c == 0:
+            c = t2 + c  # an IEEE addition: -0 only for -0 + -0 (a Fraction carries no sign of zero)
         else:
             c = quantize_scalar(Fraction(t2) + Fraction(c), unit.out_format, "nearest_even", "infinity")
     return c
@@ -312,9 +314,9 @@ def _add32(x: float, y: float) -> float:
 
 def ftz_dot(a, b, c, unit) -> float:
     """:class:`fp8sim.cdna.FTZUnit` (CDNA2), one operation at a time: inputs subnormal in their own
-    format are +0, products are rounded to FP32 and flushed, per group ``s = p0 + p1`` (and
-    ``s + (p2 + p3)`` for groups of 4), then ``c = c + s``, every addition rounded to FP32 and
-    flushed.
+    format are +0 (and a subnormal C; -0 inputs and C too unless ``unit.negative_zero == "keep"``),
+    products are rounded to FP32 and flushed, per group ``s = p0 + p1`` (and ``s + (p2 + p3)`` for
+    groups of 4), then ``c = c + s``, every addition an IEEE one rounded to FP32 and flushed.
 
     >>> ftz_dot([1.0, 2.0**-130, 3.0, 1.0], [1.0, 2.0**10, 1.0, 1.0], 0.0,
     ...         fp8sim_unit := type("U", (), {"group": 4, "in_format": "float32", "b_format": None})())
@@ -322,13 +324,16 @@ def ftz_dot(a, b, c, unit) -> float:
     """
     fa = get_format(unit.in_format)
     fb = get_format(getattr(unit, "b_format", None) or fa)
-    a = [0.0 if math.isfinite(float(x)) and float(x) != 0 and abs(float(x)) < fa.smallest_normal else float(x)
-         for x in a]
-    b = [0.0 if math.isfinite(float(y)) and float(y) != 0 and abs(float(y)) < fb.smallest_normal else float(y)
-         for y in b]
-    c = float(c)
-    if math.isfinite(c) and c != 0 and abs(c) < 2.0**-126:
-        c = 0.0
+    keep = getattr(unit, "negative_zero", "flush") == "keep"
+
+    def flush(v, smallest_normal):
+        """+0 for a subnormal, and for -0 unless the unit keeps it."""
+        v = float(v)
+        return 0.0 if abs(v) < smallest_normal and (v != 0 or not keep) else v
+
+    a = [flush(x, fa.smallest_normal) for x in a]
+    b = [flush(y, fb.smallest_normal) for y in b]
+    c = flush(c, 2.0**-126)
     c = float(np.float32(c))
 
     def prod(x, y):

@@ -628,3 +628,21 @@ def test_twin_promotion_adds_zeros_as_ieee():
     want = block_fma_dot(a[0], b[:, 0], -0.0, unit, promote_every=8)
     got = matmul(a, b, np.array([[-0.0]]), unit=unit, promote_every=8)[0, 0]
     assert want == 0 and np.signbit(want) and same(got, want)
+
+
+@pytest.mark.parametrize("gpu", ["H100", "B200"])
+def test_split_fp16_join_adds_zeros_as_ieee(gpu):
+    """The FP16-path emulation's last operation adds C with an IEEE addition: a block whose second
+    FP16 step rounds a tiny negative sum (E5M2 subnormals: 2**-32) to -0, plus a C of -0, gives -0;
+    with C = +0, +0.  The twin's addition once went through a Fraction and gave +0 (found by
+    experiments/fuzz_engines.py); engine and twin agree."""
+    from fp8sim.reference import split_fp16_dot
+
+    unit = tensor_core(gpu, "e5m2", out_format="float16", instruction="mma.sync")
+    tiny = fp8sim.get_format("e5m2").smallest_subnormal
+    a = np.array([[0.0, 0.0, -tiny]])                         # k = 0, 1: the first step; k = 2: the second
+    b = np.array([[-1.0], [1.0], [tiny]])
+    for c0 in (-0.0, 0.0):
+        want = split_fp16_dot(a[0], b[:, 0], c0, unit)
+        got = matmul(a, b, np.array([[c0]]), unit=unit)[0, 0]
+        assert want == 0 and np.signbit(want) == np.signbit(c0) and same(got, want)

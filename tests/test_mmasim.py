@@ -91,3 +91,34 @@ def test_every_row_agrees_with_mmasim(instr):
 def test_mmasim_validated_presets_say_so():
     assert "MMA-Sim" in validation(tensor_core("B200", "e4m3"))
     assert "measured" in validation(tensor_core("B200", "e4m3", instruction="mma.sync"))
+
+
+ZERO_SIGNS = Path(__file__).parent / "data" / "mmasim_cdna2_zero_signs.npz"
+
+
+def test_cdna2_signed_zeros_agree_with_mmasim():
+    """The sign of a zero result on CDNA2 (``python experiments/mmasim_vectors.py --zero-signs``): every
+    pair of the first two inputs of A and B from {+0, -0, +-1, +- the smallest subnormal}, C = +-0.
+    With the default ``negative_zero="flush"`` (-0 inputs and C read as +0, as MMA-Sim's flush does)
+    fp8sim agrees with MMA-Sim on every row; with ``"keep"`` it differs exactly on rows with a -0 input
+    or C, and only in the sign of a zero."""
+    import dataclasses
+
+    from fp8sim.gemm import dot_rows
+
+    with np.load(ZERO_SIGNS) as d:
+        data = {k: d[k] for k in d.files}
+    meta = json.loads(data["meta"].tobytes())
+    assert meta["mmasim_version"] == "2.1.1" and len(meta["sets"]) == 3
+    for key, cfg in meta["sets"].items():
+        gpu, _, variant = key.split("/")
+        unit = tensor_core(gpu, cfg["a_format"], instruction="mfma.legacy" if variant == "bf16" else "mfma")
+        a, b, c = (data[f"{key}/{x}"].astype(np.float64) for x in "abc")
+        want = data[f"{key}/d_bits"]
+        got = dot_rows(a, b, c, unit=unit).astype(np.float32).view(np.uint32)
+        assert (got == want).all(), f"{key}: {(got != want).sum()} rows differ"
+        kept = dot_rows(a, b, c, unit=dataclasses.replace(unit, negative_zero="keep")).astype(np.float32)
+        differ = kept.view(np.uint32) != want
+        has_neg_zero = (np.signbit(a) & (a == 0)).any(axis=1) | (np.signbit(b) & (b == 0)).any(axis=1) \
+            | (np.signbit(c) & (c == 0))
+        assert differ.any() and not (differ & ~has_neg_zero).any() and (kept[differ] == 0).all()
