@@ -394,14 +394,23 @@ def generate(rows_per_kind, seed):
     return arrays, meta
 
 
-def zero_sign_grid(k, fmt):
-    """The signed-zero rows for a CDNA2 instruction of K = k: (a, b, c), rows of K values."""
+def zero_sign_grid(k, fmt, group):
+    """The signed-zero rows for a CDNA2 instruction of K = k and ``group`` products per addition:
+    (a, b, c), rows of K values.  Every pair of the first two inputs of A and B from +0, -0, +-1 and
+    +- the smallest subnormal (the rest -0 times 1), C = +-0; then, for BF16 (whose values reach that
+    low), rows where C plus the first group's sum is an FP32 subnormal that flushes to a signed zero
+    and the later products are zeros of either sign (-1.25 * 2**-125 + 2**-125 = -2**-127), so the
+    sign of zero products shows."""
     import itertools
 
     s = fp8sim.get_format(fmt).smallest_subnormal
     vals = [0.0, -0.0, 1.0, -1.0, s, -s]
     rows = [([x0, x1] + [-0.0] * (k - 2), [y0, y1] + [1.0] * (k - 2), c0)
             for x0, x1, y0, y1 in itertools.product(vals, repeat=4) for c0 in (0.0, -0.0)]
+    for a0, c0, tail in itertools.product((-1.25, 1.25), (2.0**-125, -(2.0**-125)), (1.0, -1.0)):
+        if fp8sim.get_format(fmt).emin > -125:
+            break
+        rows.append(([a0] + [0.0] * (k - 1), [2.0**-125] + [1.0] * (group - 1) + [tail] * (k - group), c0))
     a, b, c = (np.array(v) for v in zip(*rows))
     return a, b, c
 
@@ -417,7 +426,7 @@ def generate_zero_signs():
         if arch != "CDNA2":
             continue
         op = amd_sim.MFMA(arch, suffix)
-        a, b, c = zero_sign_grid(op.k, fa)
+        a, b, c = zero_sign_grid(op.k, fa, 2 if suffix == "f32_16x16x8bf16" else 4)
         d = op.dpa(to_torch(torch, a, fa), to_torch(torch, b, fb), torch.from_numpy(c.astype(np.float32)))
         arrays[f"{key}/a"], arrays[f"{key}/b"] = a.astype(np.float32), b.astype(np.float32)
         arrays[f"{key}/c"] = c.astype(np.float32)

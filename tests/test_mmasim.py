@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from experiments.mmasim_vectors import matches, run_set, unit_for
+import fp8sim
 from fp8sim.hardware import tensor_core, validation
 
 DATA = Path(__file__).parent / "data" / "mmasim_vectors.npz"
@@ -98,10 +99,11 @@ ZERO_SIGNS = Path(__file__).parent / "data" / "mmasim_cdna2_zero_signs.npz"
 
 def test_cdna2_signed_zeros_agree_with_mmasim():
     """The sign of a zero result on CDNA2 (``python experiments/mmasim_vectors.py --zero-signs``): every
-    pair of the first two inputs of A and B from {+0, -0, +-1, +- the smallest subnormal}, C = +-0.
-    With the default ``negative_zero="flush"`` (-0 inputs and C read as +0, as MMA-Sim's flush does)
-    fp8sim agrees with MMA-Sim on every row; with ``"keep"`` it differs exactly on rows with a -0 input
-    or C, and only in the sign of a zero."""
+    pair of the first two inputs of A and B from {+0, -0, +-1, +- the smallest subnormal}, C = +-0, and
+    (BF16) a sum flushed to a signed zero met by zero products of either sign.  With the default
+    ``negative_zero="flush"`` (-0 inputs and C read as +0, as MMA-Sim's flush does) fp8sim agrees with
+    MMA-Sim on every row, through ``dot_rows`` and ``matmul``; with ``"keep"`` it differs only on rows
+    with a -0 input or C, and only in the sign of a zero."""
     import dataclasses
 
     from fp8sim.gemm import dot_rows
@@ -117,6 +119,10 @@ def test_cdna2_signed_zeros_agree_with_mmasim():
         want = data[f"{key}/d_bits"]
         got = dot_rows(a, b, c, unit=unit).astype(np.float32).view(np.uint32)
         assert (got == want).all(), f"{key}: {(got != want).sum()} rows differ"
+        # the matrix engine too (its own product and flush code): the diagonals of 64-row products
+        diag = np.concatenate([np.diagonal(fp8sim.matmul(a[i:i + 64], b[i:i + 64].T, np.diag(c[i:i + 64]), unit=unit))
+                               for i in range(0, len(c), 64)])
+        assert (diag.astype(np.float32).view(np.uint32) == want).all(), f"{key}: matmul differs"
         kept = dot_rows(a, b, c, unit=dataclasses.replace(unit, negative_zero="keep")).astype(np.float32)
         differ = kept.view(np.uint32) != want
         has_neg_zero = (np.signbit(a) & (a == 0)).any(axis=1) | (np.signbit(b) & (b == 0)).any(axis=1) \
