@@ -15,11 +15,12 @@ suite compares fp8sim against them without mmasim or torch installed
 
     python experiments/mmasim_vectors.py --zero-signs --out tests/data
 
-writes ``mmasim_cdna2_zero_signs.npz`` instead: every CDNA2 instruction on
-a grid of signed zeros (every pair of the first two inputs of A and of B
+writes ``mmasim_zero_signs.npz`` instead: every instruction above on a
+grid of signed zeros (every pair of the first two inputs of A and of B
 from +0, -0, +-1 and +- the format's smallest subnormal, the rest -0 times
-1, C = +0 and -0), where the sign of a zero result shows how -0 inputs and
-C are read (``FTZUnit.negative_zero``).
+1, C = +0 and -0), where the sign of a zero result shows: how a zero or
+underflowing result is signed, and how CDNA2 reads -0 inputs and C
+(``FTZUnit.negative_zero``).
 """
 
 from __future__ import annotations
@@ -394,45 +395,57 @@ def generate(rows_per_kind, seed):
     return arrays, meta
 
 
-def zero_sign_grid(k, fmt, group):
-    """The signed-zero rows for a CDNA2 instruction of K = k and ``group`` products per addition:
-    (a, b, c), rows of K values.  Every pair of the first two inputs of A and B from +0, -0, +-1 and
-    +- the smallest subnormal (the rest -0 times 1), C = +-0; then, for BF16 (whose values reach that
-    low), rows where C plus the first group's sum is an FP32 subnormal that flushes to a signed zero
-    and the later products are zeros of either sign (-1.25 * 2**-125 + 2**-125 = -2**-127), so the
-    sign of zero products shows."""
+def zero_sign_grid(k, fa, fb, flush_rows=False, group=2):
+    """The signed-zero rows for an instruction of K = k: (a, b, c), rows of K values.  Every pair of
+    the first two inputs of A and of B from +0, -0, +-1 and +- the format's smallest subnormal (the
+    rest -0 times 1), C = +-0: where the sign of a zero result, and of a product of two subnormals that
+    underflows, shows.  ``flush_rows`` (CDNA2 BF16, ``group`` products per addition): also rows where
+    C plus the first group's sum is an FP32 subnormal that flushes to a signed zero and the later
+    products are zeros of either sign (-1.25 * 2**-125 + 2**-125 = -2**-127)."""
     import itertools
 
-    s = fp8sim.get_format(fmt).smallest_subnormal
-    vals = [0.0, -0.0, 1.0, -1.0, s, -s]
+    sa, sb = fp8sim.get_format(fa).smallest_subnormal, fp8sim.get_format(fb).smallest_subnormal
+    va, vb = [0.0, -0.0, 1.0, -1.0, sa, -sa], [0.0, -0.0, 1.0, -1.0, sb, -sb]
     rows = [([x0, x1] + [-0.0] * (k - 2), [y0, y1] + [1.0] * (k - 2), c0)
-            for x0, x1, y0, y1 in itertools.product(vals, repeat=4) for c0 in (0.0, -0.0)]
-    for a0, c0, tail in itertools.product((-1.25, 1.25), (2.0**-125, -(2.0**-125)), (1.0, -1.0)):
-        if fp8sim.get_format(fmt).emin > -125:
-            break
-        rows.append(([a0] + [0.0] * (k - 1), [2.0**-125] + [1.0] * (group - 1) + [tail] * (k - group), c0))
+            for x0, x1 in itertools.product(va, repeat=2) for y0, y1 in itertools.product(vb, repeat=2)
+            for c0 in (0.0, -0.0)]
+    if flush_rows:
+        for a0, c0, tail in itertools.product((-1.25, 1.25), (2.0**-125, -(2.0**-125)), (1.0, -1.0)):
+            rows.append(([a0] + [0.0] * (k - 1), [2.0**-125] + [1.0] * (group - 1) + [tail] * (k - group), c0))
     a, b, c = (np.array(v) for v in zip(*rows))
     return a, b, c
 
 
 def generate_zero_signs():
-    """MMA-Sim's outputs on :func:`zero_sign_grid` for every CDNA2 instruction."""
+    """MMA-Sim's outputs on :func:`zero_sign_grid` for every instruction of :data:`CONFIGS` and
+    :data:`AMD_CONFIGS` (one instruction's K each)."""
     import mmasim
     import torch
     from mmasim.amd import sim as amd_sim
+    from mmasim.nv_ptx import sim
 
     arrays, sets = {}, {}
-    for key, arch, suffix, gpu, fa, fb in AMD_CONFIGS:
-        if arch != "CDNA2":
-            continue
-        op = amd_sim.MFMA(arch, suffix)
-        a, b, c = zero_sign_grid(op.k, fa, 2 if suffix == "f32_16x16x8bf16" else 4)
-        d = op.dpa(to_torch(torch, a, fa), to_torch(torch, b, fb), torch.from_numpy(c.astype(np.float32)))
+
+    def store(key, a, b, c, d, cfg):
         arrays[f"{key}/a"], arrays[f"{key}/b"] = a.astype(np.float32), b.astype(np.float32)
         arrays[f"{key}/c"] = c.astype(np.float32)
         arrays[f"{key}/d_bits"] = d.to(torch.float32).numpy().view(np.uint32)
-        sets[key] = {"mmasim": f"MFMA('{arch}', '{suffix}')", "gpu": gpu, "a_format": fa, "b_format": fb,
-                     "K": op.k, "rows": len(c)}
+        sets[key] = {**cfg, "rows": len(c)}
+
+    for key, cls, arch, shape, gpu, instr, fa, fb, out in CONFIGS:
+        op = getattr(sim, cls)(arch, shape)
+        a, b, c = zero_sign_grid(op.k, fa, fb)
+        tc = torch.from_numpy(c.astype(np.float32)).to(torch.float16 if out == "float16" else torch.float32)
+        store(key, a, b, c, op.dpa(to_torch(torch, a, fa), to_torch(torch, b, fb), tc),
+              {"mmasim": f"{cls}('{arch}', '{shape}')", "gpu": gpu, "instruction": instr, "a_format": fa,
+               "b_format": fb, "out_format": out, "K": op.k})
+    for key, arch, suffix, gpu, fa, fb in AMD_CONFIGS:
+        op = amd_sim.MFMA(arch, suffix)
+        flush = arch == "CDNA2" and fp8sim.get_format(fa).emin <= -125
+        a, b, c = zero_sign_grid(op.k, fa, fb, flush, 2 if suffix == "f32_16x16x8bf16" else 4)
+        store(key, a, b, c, op.dpa(to_torch(torch, a, fa), to_torch(torch, b, fb), torch.from_numpy(c.astype(np.float32))),
+              {"mmasim": f"MFMA('{arch}', '{suffix}')", "gpu": gpu, "instruction": "mfma", "a_format": fa,
+               "b_format": fb, "out_format": "float32", "K": op.k})
     meta = {"mmasim_version": getattr(mmasim, "__version__", None) or _dist_version("mmasim"),
             "torch_version": torch.__version__, "sets": sets}
     return arrays, meta
@@ -451,12 +464,11 @@ def main(argv=None):
     ap.add_argument("--out", default="tests/data")
     ap.add_argument("--rows", type=int, default=64, help="rows per kind of input")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--zero-signs", action="store_true", help="the CDNA2 signed-zero grid only "
-                                                              "(mmasim_cdna2_zero_signs.npz)")
+    ap.add_argument("--zero-signs", action="store_true", help="the signed-zero grid only (mmasim_zero_signs.npz)")
     args = ap.parse_args(argv)
     arrays, meta = generate_zero_signs() if args.zero_signs else generate(args.rows, args.seed)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    name = "mmasim_cdna2_zero_signs.npz" if args.zero_signs else "mmasim_vectors.npz"
+    name = "mmasim_zero_signs.npz" if args.zero_signs else "mmasim_vectors.npz"
     path = Path(out_dir(args.out)) / name
     np.savez_compressed(path, **arrays)
     print(f"wrote {path}: {len(meta['sets'])} sets from mmasim {meta['mmasim_version']} "

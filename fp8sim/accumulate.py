@@ -591,17 +591,19 @@ class _Plan:
         return self.range.exponents(x, fmt)
 
     def round_acc(self, v, rounding):
-        """Round exact float64 values onto the step's result format (and apply the unit's choices)."""
+        """Round exact float64 values onto the step's result format (and apply the unit's choices); a
+        zero result is +0, also where a negative sum underflows (the bit steps' results are normal or
+        +0 by their range conditions)."""
         fmt = self.acc_fmt
         if rounding != "toward_zero":
-            return self._choices(quantize(v, fmt, rounding, "infinity"), v, overflow=False)
+            return self._choices(quantize(v, fmt, rounding, "infinity"), v, overflow=False) + 0.0
         # truncating the float64 fraction is the rounding, for normal in-range results
         r = (v.view(np.uint64) & self.rtz_mask).view(np.float64)
         a = np.abs(v)
         odd = ((a < fmt.smallest_normal) & (v != 0)) | (a > fmt.max)
         if odd.any():
             r = np.where(odd, quantize(v, fmt, rounding, "infinity"), r)
-        return self._choices(r, v)
+        return self._choices(r, v) + 0.0  # (-0 + 0 is +0; every other value, NaN included, stays)
 
     def _choices(self, r, v, overflow=True):
         """The unit's overflow choice: a truncated overflow to Inf (``rz_overflow="inf"``) or left at

@@ -581,8 +581,9 @@ def _block(a, b, c, unit) -> float:
         if unit.c_in_alignment:
             total += math.trunc(cf / grid) * grid
     # 4. normalise once, round to the output precision
+    # a zero result is +0, also where a negative sum underflows the result format (MMA-Sim's rule too)
     result = _choices(_round_to_bits(total, unit.out_frac_bits, unit.out_rounding, step_fmt), total,
-                      unit.out_rounding, acc, unit)
+                      unit.out_rounding, acc, unit) + 0.0
     if unit.c_in_alignment:
         return result
     # C outside the alignment: added to the rounded products' sum, rounded once more

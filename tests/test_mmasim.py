@@ -94,37 +94,56 @@ def test_mmasim_validated_presets_say_so():
     assert "measured" in validation(tensor_core("B200", "e4m3", instruction="mma.sync"))
 
 
-ZERO_SIGNS = Path(__file__).parent / "data" / "mmasim_cdna2_zero_signs.npz"
+ZERO_SIGNS = Path(__file__).parent / "data" / "mmasim_zero_signs.npz"
 
 
-def test_cdna2_signed_zeros_agree_with_mmasim():
-    """The sign of a zero result on CDNA2 (``python experiments/mmasim_vectors.py --zero-signs``): every
-    pair of the first two inputs of A and B from {+0, -0, +-1, +- the smallest subnormal}, C = +-0, and
-    (BF16) a sum flushed to a signed zero met by zero products of either sign.  With the default
-    ``negative_zero="flush"`` (-0 inputs and C read as +0, as MMA-Sim's flush does) fp8sim agrees with
-    MMA-Sim on every row, through ``dot_rows`` and ``matmul``; with ``"keep"`` it differs only on rows
-    with a -0 input or C, and only in the sign of a zero."""
+def _zero_sign_sets():
+    with np.load(ZERO_SIGNS) as d:
+        data = {k: d[k] for k in d.files}
+    return data, json.loads(data["meta"].tobytes())
+
+
+def test_zero_signs_agree_with_mmasim():
+    """The sign of zero results (``python experiments/mmasim_vectors.py --zero-signs``), every
+    instruction: every pair of the first two inputs of A and B from {+0, -0, +-1, +- the smallest
+    subnormal}, C = +-0, and (CDNA2 BF16) a sum flushed to a signed zero met by zero products of either
+    sign.  fp8sim agrees with MMA-Sim on every row through ``dot_rows`` and through ``matmul`` (the
+    matrix engines have their own product code: NumPy's einsum once made CDNA2's zero products +0).
+    A zero result is +0 also where a negative sum underflows (BF16 / TF32 products of subnormals; fp8sim
+    gave -0 there before these rows were generated)."""
+    from fp8sim.gemm import dot_rows
+
+    data, meta = _zero_sign_sets()
+    assert meta["mmasim_version"] == "2.1.1" and len(meta["sets"]) >= 50
+    for key, cfg in meta["sets"].items():
+        unit = unit_for(cfg)
+        out = None if cfg["out_format"] == "float32" else cfg["out_format"]
+        a, b, c = (data[f"{key}/{x}"].astype(np.float64) for x in "abc")
+        want = data[f"{key}/d_bits"]
+        got = dot_rows(a, b, c, unit=unit, out_format=out).astype(np.float32).view(np.uint32)
+        assert (got == want).all(), f"{key}: {(got != want).sum()} rows differ"
+        diag = np.concatenate([np.diagonal(fp8sim.matmul(a[i:i + 64], b[i:i + 64].T, np.diag(c[i:i + 64]),
+                                                         unit=unit, out_format=out))
+                               for i in range(0, len(c), 64)])
+        assert (diag.astype(np.float32).view(np.uint32) == want).all(), f"{key}: matmul differs"
+
+
+def test_cdna2_negative_zero_choice():
+    """CDNA2 with ``negative_zero="keep"`` (-0 inputs and C stay -0, IEEE's reading) differs from
+    MMA-Sim (and the default ``"flush"``) only on rows with a -0 input or C, and only in the sign of a
+    zero."""
     import dataclasses
 
     from fp8sim.gemm import dot_rows
 
-    with np.load(ZERO_SIGNS) as d:
-        data = {k: d[k] for k in d.files}
-    meta = json.loads(data["meta"].tobytes())
-    assert meta["mmasim_version"] == "2.1.1" and len(meta["sets"]) == 3
-    for key, cfg in meta["sets"].items():
-        gpu, _, variant = key.split("/")
-        unit = tensor_core(gpu, cfg["a_format"], instruction="mfma.legacy" if variant == "bf16" else "mfma")
+    data, meta = _zero_sign_sets()
+    keys = [k for k, cfg in meta["sets"].items() if "CDNA2" in cfg["mmasim"]]
+    assert len(keys) == 3
+    for key in keys:
+        unit = dataclasses.replace(unit_for(meta["sets"][key]), negative_zero="keep")
         a, b, c = (data[f"{key}/{x}"].astype(np.float64) for x in "abc")
-        want = data[f"{key}/d_bits"]
-        got = dot_rows(a, b, c, unit=unit).astype(np.float32).view(np.uint32)
-        assert (got == want).all(), f"{key}: {(got != want).sum()} rows differ"
-        # the matrix engine too (its own product and flush code): the diagonals of 64-row products
-        diag = np.concatenate([np.diagonal(fp8sim.matmul(a[i:i + 64], b[i:i + 64].T, np.diag(c[i:i + 64]), unit=unit))
-                               for i in range(0, len(c), 64)])
-        assert (diag.astype(np.float32).view(np.uint32) == want).all(), f"{key}: matmul differs"
-        kept = dot_rows(a, b, c, unit=dataclasses.replace(unit, negative_zero="keep")).astype(np.float32)
-        differ = kept.view(np.uint32) != want
+        kept = dot_rows(a, b, c, unit=unit).astype(np.float32)
+        differ = kept.view(np.uint32) != data[f"{key}/d_bits"]
         has_neg_zero = (np.signbit(a) & (a == 0)).any(axis=1) | (np.signbit(b) & (b == 0)).any(axis=1) \
             | (np.signbit(c) & (c == 0))
         assert differ.any() and not (differ & ~has_neg_zero).any() and (kept[differ] == 0).all()
