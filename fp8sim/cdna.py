@@ -245,9 +245,7 @@ def _ftz_chain_fast(unit, a, b, out):
         st = acc[m0:m1]
         for k0 in range(0, K, FTZ_CHUNK):
             k1 = min(k0 + FTZ_CHUNK, K)
-            # a broadcast multiply, not einsum: einsum forms each product as 0 + x * y, which turns the
-            # -0 of a zero product of opposite signs into +0, and the sign of a zero shows in FP32 sums
-            P = _ftz_inplace(np.multiply(aT[k0:k1, m0:m1, None], bk[k0:k1, None, :]))
+            P = _ftz_inplace(_products32(aT[k0:k1, m0:m1], bk[k0:k1]))
             full = (k1 - k0) // g * g
             if full:
                 s = _ftz_inplace(P[0:full:g] + P[1:full:g])
@@ -266,6 +264,20 @@ def _ftz_chain_fast(unit, a, b, out):
                 _ftz_inplace(st)
         acc[m0:m1] = st
     return acc.astype(np.float64)
+
+
+def _products32(aT, bk):
+    """The float32 products ``aT[k, i] * bk[k, j]`` as (k, rows, N), each rounded once, with IEEE signs.
+
+    ``einsum`` is the faster kernel but forms each product as ``0 + x * y``, which makes a zero
+    product (of a zero input, or one that underflows float32) +0 whatever its sign; the sign of a zero
+    shows in FTZ's FP32 sums.  So einsum only where no product can be zero (no zero input, and the
+    smallest magnitudes' product at or above 2**-149, float32's smallest value; a NaN fails the test),
+    where ``0 + x * y`` is ``x * y``; a broadcast multiply elsewhere."""
+    amin, bmin = np.abs(aT).min(initial=np.inf), np.abs(bk).min(initial=np.inf)
+    if float(amin) * float(bmin) >= 2.0**-149:
+        return np.einsum("ki,kj->kij", aT, bk)
+    return np.multiply(aT[:, :, None], bk[:, None, :])
 
 
 def _floor_sum_chain_fast(unit, a, b, out):

@@ -279,3 +279,34 @@ def test_cdna3_parity_sums_of_a_one_element_block(K, rng):
     want = np.array([[floor_sum_dot(a[i], b[:, j], c[i, j], unit) for j in range(2)] for i in range(3)])
     assert same(got, want).all()
     assert np.isnan(got[0]).all() and np.isfinite(got[1:]).all()
+
+
+@pytest.mark.parametrize("fmt, instr", [("bfloat16", "mfma"), ("bfloat16", "mfma.legacy"), ("float16", "mfma")])
+def test_ftz_products_by_either_kernel_equal_twin(fmt, instr, rng, monkeypatch):
+    """The CDNA2 matrix engine forms its products by einsum where no product can be zero (the faster
+    kernel, exact there) and by a broadcast multiply where one can (einsum's 0 + x * y loses the sign
+    of a zero product): data without zeros takes einsum, data with a zero or with products below
+    float32's range the multiply; both equal the twin, and the kernel chosen is the one expected."""
+    from fp8sim import cdna
+
+    unit = tensor_core("MI250X", fmt, instruction=instr)
+    used = []
+    einsum = np.einsum
+    monkeypatch.setattr(cdna.np, "einsum", lambda *args, **kw: used.append("einsum") or einsum(*args, **kw))
+    f = unit.in_format
+    a = fp8sim.quantize(rng.standard_normal((5, 64)), f)
+    b = fp8sim.quantize(rng.standard_normal((64, 4)), f)
+    c = fp8sim.quantize(rng.standard_normal((5, 4)), "float32")
+    tiny = a.copy()
+    tiny[0, 3] = 2.0**-14 if fmt == "float16" else 2.0**-120    # a product below float32's range (bf16)
+    zero = a.copy()
+    zero[1, 5] = 0.0
+    for x, kernel in ((a, "einsum"), (zero, "multiply")) + (((tiny, "multiply"),) if fmt == "bfloat16" else ()):
+        used.clear()
+        bb = b.copy()
+        if x is tiny:
+            bb[3] = -(2.0**-40)
+        got = fp8sim.matmul(x, bb, c, unit=unit)
+        want = np.array([[ftz_dot(x[i], bb[:, j], c[i, j], unit) for j in range(4)] for i in range(5)])
+        assert same(got, want).all()
+        assert (used == ["einsum"]) == (kernel == "einsum")
