@@ -17,7 +17,12 @@ multiple of the block, promotion, several row tiles and threads; every
 other case through ``dot_rows`` (the row-paired engines) instead of
 ``matmul``.  The block-scaled units (``kind::mxf8f6f4`` for every pair of
 element formats, ``kind::mxf4`` / ``mxf4nvf4``) run the same way with
-random scales (E8M0 over its whole range, UE4M3 codes, NaN).
+random scales (E8M0 over its whole range, UE4M3 codes, NaN).  The scaled
+GEMM pipelines (``scaled_matmul`` with DeepGEMM's 1 x 128 / 128 x 128 and
+1 x 128 / 128 x 1 scaling, ``torch._scaled_mm``'s per-tensor and rowwise
+scaling with and without promotion, OCP MX) run on data with outliers,
+zeros and a wide spread, quantized by ``quantize_scaled``, against
+:func:`fp8sim.reference.scaled_dot`, for BF16, FP16 and FP32 output.
 
 Each output is compared bit for bit (float64 bit patterns; NaN with NaN);
 an exception on valid input counts as a finding too.  The first findings
@@ -47,6 +52,18 @@ except ImportError:  # run as a script
 
 
 SCALED = (BlockScaledFMA, GroupScaledFMA)
+
+
+class Pipeline:
+    """A scaled GEMM pipeline to fuzz: ``scaled_matmul`` with ``semantics`` through ``unit``."""
+
+    def __init__(self, semantics, unit, name):
+        self.semantics, self.unit, self.name = semantics, unit, name
+        self.in_format, self.b_format, self.block = unit.in_format, unit.b_format, 128 if semantics != "mx" else 32
+
+
+PIPELINES = [("deepgemm", "H100", "e4m3"), ("deepgemm", "H100", "e5m2"), ("scaled_mm", "H100", "e4m3"),
+             ("scaled_mm", "H100", "e5m2"), ("mx", "B200", "e4m3"), ("mx", "B200", "e5m2")]
 
 
 def twin(unit):
@@ -80,7 +97,55 @@ def units(only=None):
     out += [BlockScaledFMA(fa, b_format=fb, name=f"mxf8f6f4:{fa}x{fb}") for fa in MXF8F6F4 for fb in MXF8F6F4]
     out += [GroupScaledFMA(block=bl, scale_format=sf, name=f"mxf4:{bl}:{sf}")
             for bl, sf in ((32, "float8_e8m0fnu"), (16, "float8_e8m0fnu"), (16, "float8_e4m3fn"))]
+    out += [Pipeline(sem, tensor_core(gpu, fmt), f"scaled_matmul:{sem}:{gpu}:{fmt}") for sem, gpu, fmt in PIPELINES]
     return out
+
+
+def pipeline_case(rng, p):
+    """Operands for a scaled pipeline: real data (a wide spread, zeros, an outlier now and then)
+    quantized with the pipeline's granularities; (A, B, promote_every, out_format)."""
+    from fp8sim.scaling import quantize_scaled
+
+    M, N = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    K = int(rng.integers(1, 4)) * p.block if p.semantics == "mx" else int(rng.integers(1, 400))
+
+    def data(shape):
+        x = rng.standard_normal(shape) * 2.0 ** rng.integers(-int(rng.choice([0, 4, 20])), 1 + int(rng.choice([0, 4, 20])), shape)
+        x[rng.random(shape) < rng.choice([0.0, 0.2])] = 0.0
+        if rng.random() < 0.3:
+            x.flat[rng.integers(0, x.size)] *= 2.0 ** int(rng.integers(5, 40))
+        return x
+
+    fmt = p.unit.in_format
+    promote = None
+    if p.semantics == "deepgemm":
+        A = quantize_scaled(data((M, K)), fmt, (1, 128))
+        B = quantize_scaled(data((K, N)), fmt, (128, 128) if rng.random() < 0.5 else (128, 1))
+    elif p.semantics == "scaled_mm":
+        A = quantize_scaled(data((M, K)), fmt, str(rng.choice(["tensor", "row"])))
+        B = quantize_scaled(data((K, N)), fmt, str(rng.choice(["tensor", "col"])))
+        promote = 128 if rng.random() < 0.5 else None
+    else:
+        A = quantize_scaled(data((M, K)), fmt, "mx32")
+        B = quantize_scaled(data((K, N)), fmt, "mx32", axis=0)
+    return A, B, promote, str(rng.choice(["bfloat16", "float16", "float32"]))
+
+
+def pipeline_expected(p, A, B, promote, out):
+    """:func:`fp8sim.reference.scaled_dot` for every output of a pipeline case."""
+    M, N = A.shape[0], B.shape[1]
+    res = np.empty((M, N))
+    for m in range(M):
+        for n in range(N):
+            if p.semantics == "scaled_mm":
+                sa, sb = [A.expanded_scales()[m, 0]], [B.expanded_scales()[0, n]]
+            else:
+                nb = A.scales.shape[1]
+                sa = [A.scales[m, j] for j in range(nb)]
+                sb = [B.scales[j, n // B.tile[1]] for j in range(nb)]
+            res[m, n] = reference.scaled_dot(A.values[m], sa, B.values[:, n], sb, p.unit, p.semantics,
+                                             block_k=p.block, promote_every=promote, out_format=out)
+    return res
 
 
 def _unit(name):
@@ -251,11 +316,19 @@ def main(argv=None):
         where = {"unit": unit.name, "case_seed": case_seed}
         try:
             with np.errstate(all="ignore"):
-                a, b, c, promote, tile, threads, paired, sc = case(np.random.default_rng(case_seed), unit)
-                rec["outputs"] += c.size
-                where.update(promote_every=promote, tile=tile, threads=threads, paired=paired)
-                got = run(unit, a, b, c, promote, tile, threads, paired, sc)
-                want = expected(unit, a, b, c, promote, paired, sc)
+                if isinstance(unit, Pipeline):
+                    A, B, promote, out = pipeline_case(np.random.default_rng(case_seed), unit)
+                    where.update(promote_every=promote, out_format=out)
+                    rec["outputs"] += A.shape[0] * B.shape[1]
+                    got = fp8sim.scaled_matmul(A, B, unit=unit.unit, promote_every=promote, out_format=out,
+                                               semantics=unit.semantics)
+                    want = pipeline_expected(unit, A, B, promote, out)
+                else:
+                    a, b, c, promote, tile, threads, paired, sc = case(np.random.default_rng(case_seed), unit)
+                    rec["outputs"] += c.size
+                    where.update(promote_every=promote, tile=tile, threads=threads, paired=paired)
+                    got = run(unit, a, b, c, promote, tile, threads, paired, sc)
+                    want = expected(unit, a, b, c, promote, paired, sc)
         except Exception as e:  # an engine or twin that fails on valid input is a finding too
             rec["errors"] = rec.get("errors", 0) + 1
             if len(first) < 20:
