@@ -22,7 +22,7 @@ GEMM pipelines (``scaled_matmul`` with DeepGEMM's 1 x 128 / 128 x 128 and
 1 x 128 / 128 x 1 scaling, ``torch._scaled_mm``'s per-tensor and rowwise
 scaling with and without promotion, OCP MX) run on data with outliers,
 zeros and a wide spread, quantized by ``quantize_scaled``, against
-:func:`fp8sim.reference.scaled_dot`, for BF16, FP16 and FP32 output.
+:func:`fp8sim.reference.scaled_gemm`, for BF16, FP16 and FP32 output.
 
 Each output is compared bit for bit (float64 bit patterns; NaN with NaN);
 an exception on valid input counts as a finding too.  The first findings
@@ -59,7 +59,7 @@ class Pipeline:
 
     def __init__(self, semantics, unit, name):
         self.semantics, self.unit, self.name = semantics, unit, name
-        self.in_format, self.b_format, self.block = unit.in_format, unit.b_format, 128 if semantics != "mx" else 32
+        self.block = 128 if semantics != "mx" else 32   # the scales' block along K
 
 
 PIPELINES = [("deepgemm", "H100", "e4m3"), ("deepgemm", "H100", "e5m2"), ("scaled_mm", "H100", "e4m3"),
@@ -129,23 +129,6 @@ def pipeline_case(rng, p):
         A = quantize_scaled(data((M, K)), fmt, "mx32")
         B = quantize_scaled(data((K, N)), fmt, "mx32", axis=0)
     return A, B, promote, str(rng.choice(["bfloat16", "float16", "float32"]))
-
-
-def pipeline_expected(p, A, B, promote, out):
-    """:func:`fp8sim.reference.scaled_dot` for every output of a pipeline case."""
-    M, N = A.shape[0], B.shape[1]
-    res = np.empty((M, N))
-    for m in range(M):
-        for n in range(N):
-            if p.semantics == "scaled_mm":
-                sa, sb = [A.expanded_scales()[m, 0]], [B.expanded_scales()[0, n]]
-            else:
-                nb = A.scales.shape[1]
-                sa = [A.scales[m, j] for j in range(nb)]
-                sb = [B.scales[j, n // B.tile[1]] for j in range(nb)]
-            res[m, n] = reference.scaled_dot(A.values[m], sa, B.values[:, n], sb, p.unit, p.semantics,
-                                             block_k=p.block, promote_every=promote, out_format=out)
-    return res
 
 
 def _unit(name):
@@ -322,7 +305,8 @@ def main(argv=None):
                     rec["outputs"] += A.shape[0] * B.shape[1]
                     got = fp8sim.scaled_matmul(A, B, unit=unit.unit, promote_every=promote, out_format=out,
                                                semantics=unit.semantics)
-                    want = pipeline_expected(unit, A, B, promote, out)
+                    want = reference.scaled_gemm(A, B, unit.unit, unit.semantics, block_k=unit.block,
+                                                 promote_every=promote, out_format=out)
                 else:
                     a, b, c, promote, tile, threads, paired, sc = case(np.random.default_rng(case_seed), unit)
                     rec["outputs"] += c.size

@@ -238,14 +238,7 @@ def split_fp16_dot(a, b, c, unit) -> float:
         g2 = [k for k in blk if (k - k0) % 4 >= 2]
         t1 = _chain([a[k] for k in g1], [b[k] for k in g1], 0.0, unit.step) if g1 else 0.0
         t2 = _chain([a[k] for k in g2], [b[k] for k in g2], t1, unit.step) if g2 else t1
-        if math.isnan(t2) or math.isnan(c) or (math.isinf(t2) and math.isinf(c) and t2 != c):
-            c = float("nan")
-        elif math.isinf(t2) or math.isinf(c):
-            c = t2 if math.isinf(t2) else c
-        elif t2 == 0 and c == 0:
-            c = t2 + c  # an IEEE addition: -0 only for -0 + -0 (a Fraction carries no sign of zero)
-        else:
-            c = quantize_scalar(Fraction(t2) + Fraction(c), unit.out_format, "nearest_even", "infinity")
+        c = _add_fp32(t2, c, unit.out_format)
     return c
 
 
@@ -306,9 +299,8 @@ def _flush32(v: Fraction | float) -> float:
 
 
 def _add32(x: float, y: float) -> float:
-    """CDNA2's FP32 addition: nearest-even (specials as :func:`_add_fp32`), a subnormal result flushed."""
-    if x == 0 and y == 0:
-        return x + y  # IEEE signs of zero sums
+    """CDNA2's FP32 addition: nearest-even (specials and signed zeros as :func:`_add_fp32`), a
+    subnormal result flushed."""
     return _flush32(_add_fp32(x, y))
 
 
@@ -525,16 +517,17 @@ def _rz_fp32(exact: Fraction, unit) -> float:
     return _choices(quantize_scalar(exact, fp32, "toward_zero", "infinity"), exact, "toward_zero", fp32, unit) + 0.0
 
 
-def _add_fp32(x: float, y: float) -> float:
-    """x + y for FP32 values with one nearest-even rounding; IEEE 754 specials and signed zeros (the
-    sum of two zeros is -0 only when both are -0; an exact cancellation is +0)."""
+def _add_fp32(x: float, y: float, fmt="float32") -> float:
+    """x + y with one nearest-even rounding to ``fmt`` (FP32, or FP16 for the FP16-path emulation's
+    last addition); IEEE 754 specials and signed zeros (the sum of two zeros is -0 only when both are
+    -0; an exact cancellation is +0)."""
     if x == 0 and y == 0:
         return x + y  # (the Fraction below carries no sign of zero)
     if math.isnan(x) or math.isnan(y) or (math.isinf(x) and math.isinf(y) and x != y):
         return float("nan")
     if math.isinf(x) or math.isinf(y):
         return x if math.isinf(x) else y
-    return quantize_scalar(Fraction(x) + Fraction(y), "float32", "nearest_even", "infinity")
+    return quantize_scalar(Fraction(x) + Fraction(y), fmt, "nearest_even", "infinity")
 
 
 def _formats(unit):
@@ -684,6 +677,25 @@ def scaled_dot(a_vals, a_scales, b_vals, b_scales, unit, semantics, *, block_k, 
             raise ValueError(f"unknown semantics {semantics!r}")
         acc = _fl32(acc + part * s)
     return quantize_scalar(acc, out_format)
+
+
+def scaled_gemm(A, B, unit, semantics, *, block_k, promote_every=None, out_format="bfloat16"):
+    """:func:`fp8sim.scaled_matmul` for ScaledTensors ``A`` (M, K) and ``B`` (K, N), one
+    :func:`scaled_dot` per output: each row's and column's scales per K block (``"scaled_mm"``: the
+    one scale of each)."""
+    M, N = A.shape[0], B.shape[1]
+    out = np.empty((M, N))
+    for m in range(M):
+        for n in range(N):
+            if semantics == "scaled_mm":
+                sa, sb = [A.expanded_scales()[m, 0]], [B.expanded_scales()[0, n]]
+            else:
+                nb = A.scales.shape[1]
+                sa = [A.scales[m, j] for j in range(nb)]
+                sb = [B.scales[j, n // B.tile[1]] for j in range(nb)]
+            out[m, n] = scaled_dot(A.values[m], sa, B.values[:, n], sb, unit, semantics, block_k=block_k,
+                                   promote_every=promote_every, out_format=out_format)
+    return out
 
 
 def trace_dot(a, b, c, unit):

@@ -7,6 +7,7 @@ models make a documented different choice (README, "Choices no measurement decid
 the NaN encoding (MMA-Sim writes 0x7FFFFFFF / 0x7FFF, fp8sim NumPy's quiet NaN) occurs.
 """
 
+import functools
 import json
 from pathlib import Path
 
@@ -97,6 +98,7 @@ def test_mmasim_validated_presets_say_so():
 ZERO_SIGNS = Path(__file__).parent / "data" / "mmasim_zero_signs.npz"
 
 
+@functools.lru_cache(maxsize=1)
 def _zero_sign_sets():
     with np.load(ZERO_SIGNS) as d:
         data = {k: d[k] for k in d.files}

@@ -7,7 +7,7 @@ from gfloat.formats import (format_info_mxfp4_e2m1, format_info_mxfp6_e2m3, form
 import fp8sim
 from fp8sim import DelayedScaling, quantize_scaled, scaled_matmul
 from fp8sim.formats import get_format
-from fp8sim.reference import block_scale, scaled_dot, scaled_element
+from fp8sim.reference import block_scale, scaled_element, scaled_gemm
 
 
 
@@ -199,20 +199,7 @@ def test_bad_arguments():
 # --- pipelines --------------------------------------------------------------------------
 
 def reference_scaled(A, B, unit, semantics, block_k, promote_every=None, out_format="bfloat16"):
-    M, N = A.shape[0], B.shape[1]
-    out = np.empty((M, N))
-    for m in range(M):
-        for n in range(N):
-            if semantics == "scaled_mm":
-                sa, sb = [A.expanded_scales()[m, 0]], [B.expanded_scales()[0, n]]
-            else:
-                nb = A.scales.shape[1]
-                sa = [A.scales[m, j] for j in range(nb)]
-                col = n // B.tile[1]
-                sb = [B.scales[j, col] for j in range(nb)]
-            out[m, n] = scaled_dot(A.values[m], sa, B.values[:, n], sb, unit, semantics, block_k=block_k,
-                                   promote_every=promote_every, out_format=out_format)
-    return out
+    return scaled_gemm(A, B, unit, semantics, block_k=block_k, promote_every=promote_every, out_format=out_format)
 
 
 def test_deepgemm_pipeline_equals_reference(rng):
