@@ -21,7 +21,12 @@ by 10-30% over minutes, which sequential timings turned into ratios):
   promotion, and ``quantize_scaled`` of both operands against it;
 - ``quantize`` float32 -> bfloat16 / float16 against ml_dtypes / NumPy
   ``astype`` followed by ``astype(float64)``;
-- peak memory (tracemalloc) for K from 1024 to 65536.
+- peak memory (tracemalloc) for K from 1024 to 65536;
+- issue 10's instruction rows (H100 ``wgmma``, MI300X ``mfma``, B200
+  ``tcgen05``, FP8, 256 x 256 x 4096, one thread), each against the H100
+  unit on today's engine and on fp8sim 0.1's engine, the one the issue's
+  "today's NVIDIA unit" ran on when it was filed (``--instructions-only``:
+  these rows alone, to ``benchmark_instructions.json``).
 
 Targets (issue 13): k-major >= 1.8x the 0.1 engine; >= 0.5x the numba
 ceiling's speed; every unit >= 0.7x the H100 unit's MAC rate; DeepGEMM
@@ -282,18 +287,30 @@ def quantize_table(n, repeats, seed):
 INSTRUCTION_ROWS = [("H100", "e4m3", "wgmma"), ("MI300X", "e4m3fnuz", "mfma"), ("B200", "e4m3", "tcgen05")]
 
 
+#: the H100 unit as it ran when issue 10 was filed: fp8sim 0.1's engine (``engine="classic"``)
+CLASSIC_ROW = "H100:float8_e4m3fn@wgmma, fp8sim 0.1 engine"
+
+
 def instruction_table(M, N, K, repeats, seed):
-    """One thread, fast chain over K: each instruction's time and its MAC rate against H100 wgmma FP8."""
+    """One thread, fast chain over K: each instruction's time and its MAC rate against H100 wgmma FP8,
+    both on today's engine (``rate_vs_h100``) and on fp8sim 0.1's engine, the H100 unit as it ran
+    when issue 10 asked for "the same whole-array speed as today's NVIDIA unit"
+    (``rate_vs_h100_0_1``; the same unit and inputs, ``engine="classic"``, one thread)."""
     rng = np.random.default_rng(seed)
     fns = {}
-    for gpu, fmt, instr in INSTRUCTION_ROWS:
+    for i, (gpu, fmt, instr) in enumerate(INSTRUCTION_ROWS):
         unit = tensor_core(gpu, fmt, instruction=instr)
         a, b = inputs(rng, M, K, N, fmt)
         fns[unit.name] = lambda a=a, b=b, unit=unit: fp8sim.matmul(a, b, unit=unit, threads=1)
+        if i == 0:  # H100 wgmma: also on the 0.1 engine (the same bits)
+            fns[CLASSIC_ROW] = lambda a=a, b=b, unit=unit: classic(a, b, unit, None)
+            same = np.array_equal(fns[unit.name]().view(np.int64), fns[CLASSIC_ROW]().view(np.int64))
     out = {name: {"s": t} for name, t in interleaved_median_seconds(fns, repeats).items()}
-    ref = out[next(iter(out))]["s"]
+    out[CLASSIC_ROW]["same_bits"] = same
+    ref, ref01 = out[next(iter(out))]["s"], out[CLASSIC_ROW]["s"]
     for v in out.values():
         v["rate_vs_h100"] = ref / v["s"]
+        v["rate_vs_h100_0_1"] = ref01 / v["s"]
     return {"shape": [M, N, K], "rows": out}
 
 
@@ -328,6 +345,15 @@ def exact_table(M, N, K, repeats, seed):
     t_old = median_seconds(old, max(1, repeats // 2), warmup=False)
     t_new = median_seconds(lambda: fp8sim.matmul(a, b, unit="exact"), repeats)
     return {"shape": [M, N, K], "fsum_s": t_old, "compensated_s": t_new, "speedup": t_old / t_new, "same_bits": same}
+
+
+def report_instructions(ins):
+    M, N, K = ins["shape"]
+    print(f"the library GEMM's instruction per GPU, FP8, M = N = {M}, K = {K}, one thread, MAC rate against "
+          "H100 wgmma on today's engine / on fp8sim 0.1's engine:")
+    for name, v in ins["rows"].items():
+        same = f"   (same bits: {v['same_bits']})" if "same_bits" in v else ""
+        print(f"  {name:44s} {v['s']:7.3f} s   {v['rate_vs_h100']:.2f}x   {v['rate_vs_h100_0_1']:.2f}x{same}")
 
 
 def report(res):
@@ -372,10 +398,7 @@ def report(res):
         print(f'"exact" unit, wide-range FP32 data, {M} x {K} @ {K} x {N}: per-element fsum {e["fsum_s"]:.2f} s, '
               f'compensated {e["compensated_s"]:.3f} s -> {e["speedup"]:.1f}x faster (same bits: {e["same_bits"]})')
     if "instructions" in res:
-        M, N, K = res["instructions"]["shape"]
-        print(f"the library GEMM's instruction per GPU, FP8, M = N = {M}, K = {K}, one thread, against H100 wgmma:")
-        for name, v in res["instructions"]["rows"].items():
-            print(f"  {name:34s} {v['s']:7.3f} s   {v['rate_vs_h100']:.2f}x")
+        report_instructions(res["instructions"])
     print("peak memory during matmul (tracemalloc; the inputs, allocated before, not counted):")
     for k, m in res["memory"].items():
         print(f"  K = {k:6d}: {m['peak_bytes'] / 2**20:7.2f} MiB   (inputs {m['input_bytes'] / 2**20:7.1f} MiB)")
@@ -385,7 +408,15 @@ def main(argv=None):
     ap = script_parser(__doc__, quick="small shapes, for tests")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--exact-only", action="store_true", help="run only the exact-unit comparison")
+    ap.add_argument("--instructions-only", action="store_true",
+                    help="run only issue 10's instruction rows (written to benchmark_instructions.json)")
     args = ap.parse_args(argv)
+    if args.instructions_only:
+        shape = (16, 16, 256) if args.quick else (256, 256, 4096)
+        res = {"instructions": instruction_table(*shape, 1 if args.quick else args.repeats, args.seed)}
+        report_instructions(res["instructions"])
+        write_json(out_dir(args.out) / "benchmark_instructions.json", res, seed=args.seed)
+        return res
     if args.exact_only:
         e = exact_table(128, 128, 4096, args.repeats, args.seed)
         report_exact = {"exact": e}

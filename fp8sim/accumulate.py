@@ -739,6 +739,24 @@ def _int_sum_f32(plan, Eb, scale, terms, c):
     return r
 
 
+def _f32_run(plan, aT_c, eaT_c, bk_c, ebk_c, c, j0, j1, tbuf, ebuf):
+    """The float32 step (:func:`_align_and_sum_f32`) for the full blocks of a chunk from ``j0`` to ``j1``,
+    all rows in one tile, in one loop: the products and exponent maxima of :func:`_step_kmajor` without
+    the per-block dispatch of :func:`dot_chain`.  Returns the state and where it stopped: ``j1``, or
+    the start of the first block whose range check fails (the caller takes that block through the
+    per-block path, from the state before it)."""
+    k = plan.unit.block
+    terms = tbuf[:k]
+    for j in range(j0, j1, k):
+        np.einsum("ki,kj->kij", aT_c[j:j + k], bk_c[j:j + k], out=terms)
+        np.add(eaT_c[j:j + k, :, None], ebk_c[j:j + k, None, :], out=ebuf)
+        r = _align_and_sum_f32(plan, np.add(ebuf.max(axis=0), 127, dtype=np.int32), tbuf, c)
+        if r is None:
+            return c, j
+        c = r
+    return c, j1
+
+
 def truncated_sum_k(P, ibuf, F, int32=False):
     """The sum over the leading axis of scaled products ``P`` (k, r, n), each truncated toward zero, as
     float64, exactly.  Each scaled product of a truncated fused sum with F alignment bits lies below
@@ -941,7 +959,12 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
     chunk = unit.block
     if kmajor:
         chunk = unit.block * max(1, min(KMAJOR_CHUNK_K, KMAJOR_CHUNK // (M + N)) // unit.block)
+    # a single row tile with the float32 step: runs of blocks in one loop (_f32_run)
+    run = kmajor and state_f32 and rows >= M and (plan.f32_int or plan.sum_dtype == np.float32)
+    done = 0
     for k0 in range(0, K, unit.block):
+        if k0 < done:
+            continue
         k1 = min(k0 + unit.block, K)
         kb = k1 - k0
         a_blk = a[:, k0:k1]
@@ -951,6 +974,12 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
                 c1 = min(k0 + chunk, K)
                 aT_c, eaT_c, bk_c, ebk_c, special_c = _kmajor_operands(plan, a[:, k0:c1], b[k0:c1])
             j = k0 % chunk
+            if run and not special_c and kb == unit.block:
+                jf = j + (min(aT_c.shape[0] - j, K - k0) // unit.block) * unit.block  # the chunk's full blocks
+                out, jr = _f32_run(plan, aT_c, eaT_c, bk_c, ebk_c, out, j, jf, tbuf, ebuf)
+                done = k0 + jr - j
+                if jr > j:
+                    continue
             aT, eaT, bk, ebk = aT_c[j:j + kb], eaT_c[j:j + kb], bk_c[j:j + kb], ebk_c[j:j + kb]
             special = special_c and not (np.isfinite(a_blk).all() and np.isfinite(b_blk).all())
         else:

@@ -614,6 +614,40 @@ def test_zero_input_never_sets_the_alignment(unit, rng):
     assert same(got, reference_matmul(a, b, c, unit)).all()
 
 
+@pytest.mark.parametrize("unit", [tensor_core("H100", "e4m3"), tensor_core("A100", "bfloat16"),
+                                  tensor_core("A100", "tf32")], ids=lambda u: u.name)
+def test_float32_runs_stop_and_resume_mid_chunk(unit, rng, monkeypatch):
+    """The k-major engine runs a chunk's blocks through the float32 step in one loop (_f32_run) where one
+    row tile holds every row.  Here block 1 cancels block 0 exactly (products of +-1, C = 0) and block
+    2 is all zeros, so the range check fails inside the first chunk (no products and a zero C): the
+    run must stop there, that block take the per-block path from the state before it, and the run
+    resume at block 3.  The runs seen are exactly those; both engines and the twin agree."""
+    from fp8sim import accumulate
+
+    f, blk = unit.in_format, unit.block
+    M, K, N = 3, 2 * 128 + 3, 4              # two chunks of 128 and a partial last block
+    a = fp8sim.quantize(rng.uniform(1, 2, (M, K)) * rng.choice([-1, 1], (M, K)), f)
+    b = fp8sim.quantize(rng.uniform(1, 2, (K, N)), f)
+    a[:, :blk] = rng.choice([-1.0, 1.0], (M, blk))
+    a[:, blk:2 * blk] = -a[:, :blk]
+    b[:2 * blk] = 1.0
+    a[:, 2 * blk:3 * blk] = 0.0
+    runs = []
+    run = accumulate._f32_run
+
+    def recorded(plan, aT_c, eaT_c, bk_c, ebk_c, c, j0, j1, *bufs):
+        c, stop = run(plan, aT_c, eaT_c, bk_c, ebk_c, c, j0, j1, *bufs)
+        runs.append((j0, stop))
+        return c, stop
+
+    monkeypatch.setattr(accumulate, "_f32_run", recorded)
+    c = np.zeros((M, N))
+    got = dot_chain(a, b, c, unit)
+    assert runs == [(0, 2 * blk), (2 * blk, 2 * blk), (3 * blk, 128), (0, 128)]
+    assert same(got, dot_chain(a, b, c, unit, engine="classic")).all()
+    assert same(got, reference_matmul(a, b, c, unit)).all()
+
+
 def test_twin_promotion_adds_zeros_as_ieee():
     """Promotion adds each chain's result into FP32 with an IEEE addition: -0 + -0 is -0, +0 + -0 and
     an exact cancellation are +0.  The twin's addition once went through a Fraction and lost the sign

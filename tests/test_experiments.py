@@ -29,8 +29,20 @@ def test_benchmark_matmul_quick(tmp_path):
         assert p["same_bits_as_classic"] and p["threads_bit_identical"] and p.get("numba_same_bits", True)
     assert set(results["units"]) and all(v["mac_per_s"] > 0 for v in results["units"].values())
     rows = results["instructions"]["rows"]   # issue 10's rows: H100 wgmma, MI300X mfma, B200 tcgen05 FP8
-    assert list(rows) == ["H100:float8_e4m3fn@wgmma", "MI300X:float8_e4m3fnuz@mfma", "B200:float8_e4m3fn@tcgen05"]
+    assert list(rows) == ["H100:float8_e4m3fn@wgmma", benchmark_matmul.CLASSIC_ROW, "MI300X:float8_e4m3fnuz@mfma",
+                          "B200:float8_e4m3fn@tcgen05"]
     assert rows["H100:float8_e4m3fn@wgmma"]["rate_vs_h100"] == 1.0
+    assert rows[benchmark_matmul.CLASSIC_ROW]["rate_vs_h100_0_1"] == 1.0 and rows[benchmark_matmul.CLASSIC_ROW]["same_bits"]
+
+
+def test_benchmark_instruction_rows_only(tmp_path, capsys):
+    """--instructions-only: issue 10's rows alone, with the 0.1 engine's H100 row, in their own JSON."""
+    res = benchmark_matmul.main(["--quick", "--instructions-only", "--out", str(tmp_path)])
+    rows = res["instructions"]["rows"]
+    assert rows[benchmark_matmul.CLASSIC_ROW]["same_bits"] and len(rows) == 4
+    saved = json.loads((tmp_path / "benchmark_instructions.json").read_text())
+    assert saved["instructions"]["rows"].keys() == rows.keys()
+    assert "fp8sim 0.1's engine" in capsys.readouterr().out
 
 
 def test_conformance_table(tmp_path):
