@@ -337,10 +337,21 @@ def _split_fp16_kmajor(a, b, c, unit, tile_elems=None):
         plan.ibuf = np.empty((half, rows, N), np.int32)
     zero = np.zeros((rows, N))
     out = np.array(c, np.float64, copy=True)
+    # operands prepared per chunk of several blocks, each block's columns in group order (G1, then G2)
+    chunk = unit.block * max(1, min(KMAJOR_CHUNK_K, KMAJOR_CHUNK // (M + N)) // unit.block)
     for k0 in range(0, K, unit.block):
         kb = min(unit.block, K - k0)
         groups = [k0 + g for g in (g1[g1 < kb], g2[g2 < kb]) if (g < kb).any()]
-        ops = [_kmajor_operands(plan, a[:, i], b[i]) for i in groups]
+        if k0 % chunk == 0:
+            c0 = k0
+            order = np.concatenate([k + np.concatenate([g[g < min(unit.block, K - k)] for g in (g1, g2)])
+                                    for k in range(k0, min(k0 + chunk, K), unit.block)])
+            aT_c, eaT_c, bk_c, ebk_c, special_c = _kmajor_operands(plan, a[:, order], b[order])
+        ops, j = [], k0 - c0
+        for i in groups:
+            special = special_c and not (np.isfinite(a[:, i]).all() and np.isfinite(b[i]).all())
+            ops.append((aT_c[j:j + len(i)], eaT_c[j:j + len(i)], bk_c[j:j + len(i)], ebk_c[j:j + len(i)], special))
+            j += len(i)
         for m0 in range(0, M, rows):
             m1 = min(m0 + rows, M)
             r = m1 - m0

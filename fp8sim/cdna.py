@@ -239,31 +239,45 @@ def _ftz_chain_fast(unit, a, b, out):
     aT = np.ascontiguousarray(np.where(unit.flushed(a, fa.smallest_normal), 0.0, a).T, np.float32)
     bk = np.ascontiguousarray(np.where(unit.flushed(b, fb.smallest_normal), 0.0, b), np.float32)
     acc = _ftz32(np.where(unit.flushed(out, FP32.smallest_normal), 0.0, out))
+    # where every non-zero product and C is at least 2**-103, every value of the chain (products, their
+    # FP32 sums, the state) is a multiple of 2**-126 (an FP32 value of magnitude 2**e is a multiple of
+    # 2**(e - 23), and a rounded sum of such multiples stays one): so it is zero or at least 2**-126,
+    # never subnormal, and every flush is the identity; they are skipped
+    flush = _ftz_inplace
+    if _smallest(aT) * _smallest(bk) >= 2.0**-103 and _smallest(acc) >= 2.0**-103:
+        def flush(x):
+            return x
     rows = max(1, min(M, FLOOR_TILE // max(1, N * FTZ_CHUNK)))
     for m0 in range(0, M, rows):
         m1 = min(m0 + rows, M)
         st = acc[m0:m1]
         for k0 in range(0, K, FTZ_CHUNK):
             k1 = min(k0 + FTZ_CHUNK, K)
-            P = _ftz_inplace(_products32(aT[k0:k1, m0:m1], bk[k0:k1]))
+            P = flush(_products32(aT[k0:k1, m0:m1], bk[k0:k1]))
             full = (k1 - k0) // g * g
             if full:
-                s = _ftz_inplace(P[0:full:g] + P[1:full:g])
+                s = flush(P[0:full:g] + P[1:full:g])
                 if g == 4:
-                    s += _ftz_inplace(P[2:full:g] + P[3:full:g])
-                    _ftz_inplace(s)
+                    s += flush(P[2:full:g] + P[3:full:g])
+                    flush(s)
                 for j in range(full // g):
                     st += s[j]
-                    _ftz_inplace(st)
+                    flush(st)
             tail = P[full:]
             if len(tail):  # a last partial group (K not a multiple of the group), as the loop sums it
-                t = tail[0] if len(tail) == 1 else _ftz_inplace(tail[0] + tail[1])
+                t = tail[0] if len(tail) == 1 else flush(tail[0] + tail[1])
                 if len(tail) == 3:
-                    t = _ftz_inplace(t + tail[2])
+                    t = flush(t + tail[2])
                 st += t
-                _ftz_inplace(st)
+                flush(st)
         acc[m0:m1] = st
     return acc.astype(np.float64)
+
+
+def _smallest(x):
+    """The smallest magnitude among x's finite non-zero values (Inf where there is none)."""
+    m = np.abs(x)
+    return float(m[(m != 0) & np.isfinite(m)].min(initial=np.inf))
 
 
 def _products32(aT, bk):

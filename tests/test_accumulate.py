@@ -302,26 +302,30 @@ def test_split_fp16_unit_equals_twin(gpu, fmt, K, rng):
 
 @pytest.mark.parametrize("out", ["float16", "float32"])
 def test_split_fp16_kmajor_tiles_and_fallbacks_equal_twin(out, rng, monkeypatch):
-    """The k-major SplitFP16Unit chain over several row tiles, with a first group that overflows FP16
-    (its second group then starts from Inf), a NaN input in one block, an infinite C and a partial
-    last block: each tile falls back to dot_chain where it must, and every output equals the twin."""
+    """The k-major SplitFP16Unit chain over several row tiles and three chunks of K (operands prepared per
+    chunk in group order), with a first group that overflows FP16 (its second group then starts from
+    Inf), a NaN input in one block of the first chunk and in the second group of a block of the
+    third, an infinite C and a partial last block: each tile falls back to dot_chain where it must,
+    and every output equals the twin."""
     import fp8sim.accumulate as acc
 
     monkeypatch.setattr(acc, "KMAJOR_TILE", 16 * 2 * 3)
+    monkeypatch.setattr(acc, "KMAJOR_CHUNK_K", 64)
     unit = tensor_core("H100", "e4m3", out_format=out, instruction="mma.sync")
-    M, K, N = 7, 3 * 32 + 11, 3
+    M, K, N = 7, 4 * 32 + 11, 3
     a = random_inputs(rng, (M, K), unit.in_format, spread=4)
     b = random_inputs(rng, (K, N), unit.b_format, spread=4)
     a, b = np.where(np.isfinite(a), a, 1.0), np.where(np.isfinite(b), b, 1.0)
     a[2, 32:64:4] = a[2, 33:64:4] = 448.0   # group G1 of block 1 in row 2: sixteen 448 * 448 products
     b[32:64, :] = 448.0
-    a[4, 70] = np.nan
+    a[4, 20] = np.nan
+    b[128 + 6, 2] = np.nan                  # k = 6 of the last block: its second group (G2)
     c = fp8sim.quantize(rng.standard_normal((M, N)), out)
     c[5, 1] = -np.inf
     got = matmul(a, b, c, unit=unit)
     want = np.array([[split_fp16_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
     assert same(got, want).all()
-    assert np.isnan(got[4]).all() and np.isinf(got[5, 1])
+    assert np.isnan(got[4]).all() and np.isinf(got[5, 1]) and np.isnan(got[:, 2]).all()
 
 
 def test_unit_strings_name_the_instruction():

@@ -97,6 +97,34 @@ def test_whole_array_engines_row_tiles_and_overflow_mid_chunk(gpu, fa, rng, monk
         assert np.isinf(got[0, 0])
 
 
+@pytest.mark.parametrize("instr", ["mfma", "mfma.legacy"])
+def test_ftz_flushes_skipped_only_where_no_subnormal_can_arise(instr, rng, monkeypatch):
+    """CDNA2: where every non-zero product and C is at least 2**-103, the engine skips the flushes (every
+    value of the chain is then a multiple of 2**-126, never subnormal).  Products of 2**-120 that cancel
+    to 2**-127 must still be flushed to 0 (not skipped); products at 2**-103 that cancel leave multiples
+    of 2**-126, where the skip is exact: engine equals twin in both, and the skip happened only there."""
+    import fp8sim.cdna as cdna
+
+    unit = tensor_core("MI250X", "bfloat16", instruction=instr)
+    calls = []
+    flush = cdna._ftz_inplace
+    monkeypatch.setattr(cdna, "_ftz_inplace", lambda x: calls.append(1) or flush(x))
+    m = 1 + 2.0**-7
+    for e, skipped in ((-120, False), (-103, True)):
+        K = 4 * unit.block
+        a = fp8sim.quantize(rng.uniform(1, 2, (3, K)), "bfloat16") * 2.0 ** (e // 2)
+        b = fp8sim.quantize(rng.uniform(1, 2, (K, 2)), "bfloat16") * 2.0 ** (e - e // 2)
+        a[0, :2], b[:2, 0] = [m * 2.0 ** (e // 2), -(2.0 ** (e // 2))], 2.0 ** (e - e // 2)   # p0 + p1 = 2**(e - 7)
+        a[0, 2:] = 0.0
+        c = np.zeros((3, 2))
+        calls.clear()
+        got = fp8sim.matmul(a, b, c, unit=unit)
+        want = np.array([[ftz_dot(a[i], b[:, j], c[i, j], unit) for j in range(2)] for i in range(3)])
+        assert same(got, want).all()
+        assert got[0, 0] == (0.0 if e - 7 < -126 else 2.0 ** (e - 7))
+        assert (len(calls) <= 1) == skipped
+
+
 @pytest.mark.parametrize("fa", ["bfloat16", "float16", "tf32", "e4m3fnuz", "e5m2fnuz"])
 @pytest.mark.parametrize("band", [(-3, 3), (-28, 27), (-40, 30), (-60, 62), (-110, 10)])
 def test_floor_sum_fast_sums_equal_twin(fa, band, rng):
