@@ -470,7 +470,7 @@ class _FastSums:
 
 
 #: K elements per pass of the whole-array ExactBlockUnit engine (a multiple of every block)
-EXACT_CHUNK = 8
+EXACT_CHUNK = 32
 
 
 def _exact_chain_fast(unit, a, b, out):
@@ -508,8 +508,10 @@ def _exact_chain_fast(unit, a, b, out):
                 # a lower bound on the lowest bit of every product of a block: per row and per column
                 La = _lsb_bound(Ab, unit.in_format).min(axis=2)            # (nb, r)
                 Lb = _lsb_bound(Bb, unit.b_format).min(axis=1)             # (nb, N)
+                # as powers of two: 2**(La + 53) and 2**Lb (Inf for an all-zero row or column)
+                pa, pb = np.ldexp(1.0, La + 53), np.ldexp(1.0, Lb)
                 for j in range(nb):
-                    c = _exact_decided_step(c, S[j], T[j], k_bound, Ab[j], Bb[j], La[j], Lb[j])
+                    c = _exact_decided_step(c, S[j], T[j], k_bound, Ab[j], Bb[j], pa[j], pb[j])
             if kf < k1:  # a partial last block, exactly
                 c = _exact_block_step(a[m0:m1, None, kf:k1] * b[kf:k1].T[None, :, :], c)
         out[m0:m1] = c
@@ -523,24 +525,26 @@ def _lsb_bound(x, fmt):
     return np.where(x == 0, 10**6, e)
 
 
-def _exact_decided_step(c, S, T, k_bound, Ab, Bb, La, Lb):
+def _exact_decided_step(c, S, T, k_bound, Ab, Bb, pa, pb):
     """One ExactBlockUnit step from a float64 block sum (see :func:`_exact_chain_fast`).
 
     Where every term of ``c + sum(products)`` is a multiple of ``2**L`` (L bounded from below by the
-    rows' and columns' lowest bits and C's, an FP32 value's exponent less 23) and ``T + |c|`` is below
-    ``2**(L + 53)``, every partial sum is exact in float64 whatever the order: ``s`` is the exact sum
-    and its float32 cast the step's rounding, with no bound to check (a zero sum still takes the
-    exact path, whose zero is +0: a float64 sum of signed zeros could give -0).  The
-    other positions, usually few, are decided against the error bound one by one."""
+    rows' and columns' lowest bits, ``pa = 2**(La + 53)`` and ``pb = 2**Lb``, and by C's, an FP32
+    value's exponent less 23) and ``T + |c|`` is below ``2**(L + 53)``, every partial sum is exact in
+    float64 whatever the order: ``s`` is the exact sum and its float32 cast the step's rounding, with
+    no bound to check (a zero sum still takes the exact path, whose zero is +0: a float64 sum of signed
+    zeros could give -0).  The other positions, usually few, are decided against the error bound one
+    by one."""
     s = c + S
     mag = T + np.abs(c)
-    L = La[:, None] + Lb[None, :]
-    fc = _exponent_field(c) - 23
-    zero_c = c == 0
-    if zero_c.any():
-        fc[zero_c] = 10**6
-    np.minimum(L, fc, out=L)
-    exact = _exponent_field(mag) < L + 52        # mag < 2**(L + 53): every partial sum holds in 53 bits
+    # mag < 2**(L + 53) with L = min(La + Lb, e_C - 23): below pa * pb and below 2**(e_C + 30) (2**e_C
+    # from C's float64 exponent field, exact for FP32 subnormals too; no bound from a zero C)
+    lim = np.multiply(pa[:, None], pb[None, :])
+    pc = (c.view(np.int64) & np.int64(0x7FF << 52)).view(np.float64)
+    pc *= 2.0**30
+    np.putmask(pc, c == 0, np.inf)
+    np.minimum(lim, pc, out=lim)
+    exact = mag < lim                            # every partial sum holds in 53 bits
     r32 = s.astype(np.float32)
     r = r32.astype(np.float64)
     careful = ~(np.abs(s) < 2.0**127) | (s == 0)
