@@ -474,16 +474,23 @@ EXACT_CHUNK = 32
 
 
 def _exact_chain_fast(unit, a, b, out):
-    """ExactBlockUnit over K for finite a and b: float64 block sums decided against an error bound.
+    """ExactBlockUnit over K for finite a and b: float64 block sums, rounded by a float32 cast where
+    that is provably the exact sum's rounding.
 
-    For a chunk of ``EXACT_CHUNK`` elements of K, every block's product sum ``S`` and the sum of the
-    products' magnitudes ``T`` come from batched float64 products (the products are exact in float64;
-    the sums may round, in any order).  Per block, ``s = c + S`` differs from the exact value by at
-    most ``bound = (block + 2) * 2**-51 * (T + |c|)`` (twice the classic bound of recursive
-    summation), so where no FP32 rounding boundary (a midpoint between FP32 neighbours) lies within
-    ``bound`` of ``s`` and ``|s| > bound``, the float32 cast of ``s`` (nearest-even) is the exact
-    sum's rounding.  The other positions (near a boundary, a zero or near-zero sum, a non-finite
-    C, beyond 2**127) take :func:`_exact_block_step`, the exact path, on their own products.
+    For a chunk of ``EXACT_CHUNK`` elements of K, every block's product sum ``S`` comes from one batched
+    float64 product (the products are exact in float64; the sums may round, in any order).  Three
+    tiers, from the cheapest:
+
+    1. where :func:`_exact_certificate` holds (every sum of the chunk, C's included, exact in float64
+       and never below 2**-149 unless zero: the common case), a step is ``fl32(c + S)``: one float64
+       addition and a cast, each rounding only once (:func:`_exact_plain_run`);
+    2. elsewhere, while C is finite and no sum of the chunk can reach 2**127: the same addition and
+       cast, with the positions where the cast could round twice checked (:func:`_exact_midpoint_run`);
+    3. otherwise (a non-finite C, sums near FP32's top), each step's ``s = c + S`` is decided against
+       its error bound (:func:`_exact_decided_step`).
+
+    Every position that none of them can decide takes :func:`_exact_block_step`, the exact path, on
+    its own products.
     """
     M, K = a.shape
     N = b.shape[1]
@@ -501,21 +508,80 @@ def _exact_chain_fast(unit, a, b, out):
             nb = (k1 - k0) // blk
             kf = k0 + nb * blk
             if nb:
-                Ab = a[m0:m1, k0:kf].reshape(r, nb, blk).transpose(1, 0, 2)
-                Bb = b[k0:kf].reshape(nb, blk, N)
+                ac, bc = a[m0:m1, k0:kf], b[k0:kf]
+                Ab, Bb = ac.reshape(r, nb, blk).transpose(1, 0, 2), bc.reshape(nb, blk, N)
                 S = np.matmul(Ab, Bb)
-                T = np.matmul(np.abs(Ab), np.abs(Bb))
-                # a lower bound on the lowest bit of every product of a block: per row and per column
-                La = _lsb_bound(Ab, unit.in_format).min(axis=2)            # (nb, r)
-                Lb = _lsb_bound(Bb, unit.b_format).min(axis=1)             # (nb, N)
-                # as powers of two: 2**(La + 53) and 2**Lb (Inf for an all-zero row or column)
-                pa, pb = np.ldexp(1.0, La + 53), np.ldexp(1.0, Lb)
-                for j in range(nb):
-                    c = _exact_decided_step(c, S[j], T[j], k_bound, Ab[j], Bb[j], pa[j], pb[j])
+                c += 0.0  # a -0 state adds nothing to an exact sum (tier 1 relies on no -0 state)
+                cert = _exact_certificate(c, ac, bc, unit) if np.isfinite(c).all() else None
+                if cert is not None and cert.all():
+                    c = _exact_plain_run(c, S)
+                else:
+                    c = _exact_checked_steps(c, S, Ab, Bb, cert, unit, k_bound)
             if kf < k1:  # a partial last block, exactly
                 c = _exact_block_step(a[m0:m1, None, kf:k1] * b[kf:k1].T[None, :, :], c)
         out[m0:m1] = c
     return out
+
+
+def _exact_checked_steps(c, S, Ab, Bb, cert, unit, k_bound):
+    """Tiers 2 and 3 of :func:`_exact_chain_fast` for a chunk (``cert``: tier 1's certificate, ``None``
+    for tier 3)."""
+    T = np.matmul(np.abs(Ab), np.abs(Bb))
+    # a lower bound on the lowest bit of every product of a block: per row and per column
+    La = _lsb_bound(Ab, unit.in_format).min(axis=2)            # (nb, r)
+    Lb = _lsb_bound(Bb, unit.b_format).min(axis=1)             # (nb, N)
+    # as powers of two: 2**(La + 53) and 2**Lb (Inf for an all-zero row or column)
+    pa, pb = np.ldexp(1.0, La + 53), np.ldexp(1.0, Lb)
+    if cert is not None:
+        return _exact_midpoint_run(c, S, T, Ab, Bb, pa, pb, cert)
+    for j in range(S.shape[0]):
+        c = _exact_decided_step(c, S[j], T[j], k_bound, Ab[j], Bb[j], pa[j], pb[j])
+    return c
+
+
+def _exact_certificate(c, ac, bc, unit):
+    """Where the chunk ``ac`` (r, kc) @ ``bc`` (kc, N) from finite FP32 ``c`` (r, N), no -0, runs exactly
+    in float64 (see :func:`_exact_chain_fast`); ``None`` where some sum could reach 2**127.
+
+    Every product is a multiple of ``2**(La + Lb)`` (the lowest bits of the row's and the column's
+    values, bounded from below), and C a multiple of ``2**Lc`` with ``Lc = max(e_C - 23, -149)``.  A
+    float32 rounding keeps a multiple of a power of two ``2**L`` a multiple of it (its grid is either
+    coarser or holds the value), so with ``L = min(La + Lb, Lc)`` every block sum, every state and
+    every ``c + S`` of the chunk is a multiple of ``2**L``, and each is at most
+    ``U = (|c| + sum |a| |b|) * (1 + 2**-16)`` in magnitude (the float32 roundings, at most 16 of
+    them, each grow a value by at most 2**-24).  Where ``U < 2**(L + 53)`` every one of those sums is
+    exact in float64 whatever the order; where also ``L >= -149``, a non-zero one never rounds to a
+    zero (no -0 appears)."""
+    U = np.matmul(np.abs(ac), np.abs(bc))
+    U += np.abs(c)
+    U *= 1 + 2.0**-16
+    if not U.max() < 2.0**127:
+        return None
+    La = _lsb_bound(ac, unit.in_format).min(axis=1)
+    Lb = _lsb_bound(bc, unit.b_format).min(axis=0)
+    lim = np.multiply(np.ldexp(1.0, La + 53)[:, None], np.ldexp(1.0, Lb)[None, :])
+    # 2**(Lc + 53) from C's float64 exponent field (FP32 subnormals are float64 normals); no bound from 0
+    e = (c.view(np.int64) >> 52) & 0x7FF
+    e -= 23
+    np.maximum(e, 1023 - 149, out=e)
+    e += 53
+    pc = (e << 52).view(np.float64)
+    np.putmask(pc, c == 0, np.inf)
+    np.minimum(lim, pc, out=lim)
+    return (U < lim) & (lim >= 2.0**-96)
+
+
+def _exact_plain_run(c, S):
+    """Tier 1 of :func:`_exact_chain_fast`: the blocks' sums ``S`` (nb, r, N) added to the state ``c``
+    one block at a time, each sum exact in float64 (:func:`_exact_certificate`), so its float32 cast
+    is the step's one nearest-even rounding (a zero sum is +0: no -0 reaches it)."""
+    s = np.empty_like(c)
+    r = np.empty(c.shape, np.float32)
+    for j in range(S.shape[0]):
+        np.add(c, S[j], out=s)
+        np.copyto(r, s, casting="same_kind")
+        np.copyto(c, r)
+    return c
 
 
 def _lsb_bound(x, fmt):
@@ -523,6 +589,60 @@ def _lsb_bound(x, fmt):
     minimum, less fmt's mantissa bits); zeros get a bound far above any (they add nothing)."""
     e = clamped_exponents(x, fmt) - fmt.mantissa_bits
     return np.where(x == 0, 10**6, e)
+
+
+#: float64 bits below FP32's significand (52 - 23) and the pattern of an FP32 midpoint in them
+_MID_MASK, _MID = np.int64((1 << 29) - 1), np.int64(1 << 28)
+
+
+def _exact_midpoint_run(c, S, T, Ab, Bb, pa, pb, cert):
+    """ExactBlockUnit steps for the ``nb`` blocks of a chunk (see :func:`_exact_chain_fast`): C finite
+    FP32 values (r, N), ``S`` / ``T`` (nb, r, N) the blocks' float64 product sums and sums of magnitudes,
+    no sum of the chunk able to reach 2**127.
+
+    Where every product of a block is a multiple of ``2**L`` with ``L >= -178`` (``L`` bounded from below
+    by the rows' and columns' lowest bits, ``pa = 2**(La + 53)``, ``pb = 2**Lb``) and ``T < 2**(L + 53)``,
+    ``S`` is the exact block sum (every partial sum holds in 53 bits, whatever the order).  Then ``s =
+    c + S``, one float64 addition of two exact values, is the exact sum ``x`` rounded once to nearest,
+    and its float32 cast rounds ``x`` correctly unless ``s`` is exactly an FP32 midpoint that ``x`` is
+    not (a second rounding to nearest can differ from one only where the first lands on a midpoint of
+    the second; below 2**-125 there is none: ``x``, a multiple of 2**-178, is exact in float64 there).
+    So a step is an addition, a test of ``s``'s low 29 fraction bits for the midpoint pattern and the
+    cast.  Positions where ``cert`` (:func:`_exact_certificate`) holds need no test (there ``x`` is
+    exact in float64, and a midpoint a true tie); of the others, those with the pattern where the
+    addition was inexact (its TwoSum error is not zero: a tie that ``s`` holds exactly is common
+    where the inputs have few bits) or without the exactness bound take :func:`_exact_block_step`.  A zero sum gives +0 (``S`` holds no -0, and a float64 sum is -0 only
+    of two); a result past FP32's largest value would be Inf by the cast, but the caller keeps those
+    chunks out."""
+    lim = np.multiply(pa[:, :, None], pb[:, None, :])
+    bad = ~(T < lim)
+    bad |= lim < 2.0**-125
+    bad &= ~cert
+    bad_blocks = bad.any(axis=(1, 2))
+    S += 0.0  # (-0 + 0 is +0)
+    s = np.empty_like(c)
+    key = np.empty(c.shape, np.int64)
+    for j in range(S.shape[0]):
+        np.add(c, S[j], out=s)
+        np.bitwise_and(s.view(np.int64), _MID_MASK, out=key)
+        careful = key == _MID
+        careful &= ~cert
+        if bad_blocks[j]:
+            careful |= bad[j]
+        r = s.astype(np.float32)
+        if careful.any():
+            i, n = np.nonzero(careful)
+            # a midpoint that s holds exactly is a true tie, which the cast breaks to even
+            cs, Ss, ss = c[i, n], S[j][i, n], s[i, n]
+            v = ss - cs
+            inexact = (cs - (ss - v)) + (Ss - v) != 0
+            if bad_blocks[j]:
+                inexact |= bad[j][i, n]
+            if inexact.any():
+                i, n, cs = i[inexact], n[inexact], cs[inexact]
+                r[i, n] = _exact_block_step(Ab[j][i] * Bb[j][:, n].T, cs)
+        c = r.astype(np.float64)
+    return c
 
 
 def _exact_decided_step(c, S, T, k_bound, Ab, Bb, pa, pb):

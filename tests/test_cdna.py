@@ -269,6 +269,57 @@ def test_exact_block_unit_decided_sums_equal_twin(fa, rng, monkeypatch):
     assert got[0, 0] > 2.0**20 + 2.0**-4 and got[1, 1] < 2.0**20 + 2.0**-3 + 2.0**-4 and got[6, 3] < 2.0**20
 
 
+@pytest.mark.parametrize("fa", ["float16", "bfloat16"])
+def test_exact_block_unit_tiers_equal_twin(fa, rng, monkeypatch):
+    """CDNA1's engine tiers (cdna._exact_chain_fast).  On ordinary data (normal inputs, C of either sign
+    and -0) every chunk is certified exact in float64 and takes the plain run (an addition and a float32
+    cast per block).  A row scaled by 2**-30 (FP16: 2**-12) beside C = 2**20 needs more than 53 bits,
+    and a column holding a 2**-24 makes its lowest-bit bound too small to certify: the chunk with them
+    takes the checked run, where an exact midpoint (C = 2**24, products summing to 1, which FP32 cannot hold) is a tie
+    broken to even.  The engine equals the twin throughout."""
+    import fp8sim.cdna as cdna
+
+    calls = {"plain": 0, "checked": 0}
+
+    def counting(name, key):
+        f = getattr(cdna, name)
+
+        def run(*args):
+            calls[key] += 1
+            return f(*args)
+        monkeypatch.setattr(cdna, name, run)
+
+    counting("_exact_plain_run", "plain")
+    counting("_exact_checked_steps", "checked")
+    unit = tensor_core("MI100", fa)
+    M, K, N = 6, 3 * cdna.EXACT_CHUNK, 5
+    a = fp8sim.quantize(rng.standard_normal((M, K)), unit.in_format)
+    b = fp8sim.quantize(rng.standard_normal((K, N)), unit.b_format)
+    c = fp8sim.quantize(rng.standard_normal((M, N)) * 8, "float32")
+    c[0, 0], c[1, 1] = -0.0, -abs(c[1, 1])
+
+    def check():
+        got = fp8sim.matmul(a, b, c, unit=unit)
+        want = np.array([[exact_block_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
+        assert same(got, want).all()
+        return got
+
+    check()
+    assert calls == {"plain": 3, "checked": 0}
+    chunk = slice(0, cdna.EXACT_CHUNK)                # the first chunk only
+    a[2, chunk] = fp8sim.quantize(a[2, chunk] * (2.0**-12 if fa == "float16" else 2.0**-30), unit.in_format)
+    c[2] = 2.0**20
+    a[3], b[:, 4], c[3, 4] = 0.0, 0.0, 2.0**24
+    a[3, :2], b[:2, 4] = [1.0, 0.5], [0.5, 1.0]     # 2**24 + 1: a tie, even is 2**24
+    b[5, 4] = 2.0**-24                                # (a[3, 5] is 0: no product, but a tiny lowest bit)
+    calls.update(plain=0, checked=0)
+    got = check()
+    # the first chunk checked; the later ones plain where C = 2**20 and the products fit 53 bits (BF16)
+    assert calls["checked"] >= 1 and calls["plain"] + calls["checked"] == 3 and got[3, 4] == 2.0**24
+    if fa == "bfloat16":
+        assert calls["plain"] == 2
+
+
 @pytest.mark.parametrize("fmt, instr", [("bfloat16", "mfma"), ("bfloat16", "mfma.legacy"), ("float16", "mfma")])
 @pytest.mark.parametrize("negative_zero", ["flush", "keep"])
 def test_ftz_zero_signs_equal_twin(fmt, instr, negative_zero):
