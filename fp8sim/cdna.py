@@ -312,6 +312,7 @@ def _floor_sum_chain_fast(unit, a, b, out):
         fast.ibuf = np.empty((half, rows, N), np.int32)
     # the fast sums' operands (float32 values, exponents, k-major) are prepared per chunk of K
     chunk = unit.block * max(1, 128 // unit.block)
+    exact = _ExactSums.for_unit(unit, fast)
     for k0 in range(0, K, unit.block):
         ab, bb = a[:, k0:k0 + unit.block], b[k0:k0 + unit.block]
         kb = ab.shape[1]
@@ -325,6 +326,8 @@ def _floor_sum_chain_fast(unit, a, b, out):
                 ops_c = (aT_c, bk_c, fast.range.exponents32(aT_c, fa), fast.range.exponents32(bk_c, fb))
             else:
                 ops_c = (aT_c, bk_c, fast.exponents(aT_c, fa), fast.exponents(bk_c, fb))
+            if exact is not None:
+                exact.prepare(*ops_c)
         finite_in = fast.ok and finite_c or (np.isfinite(ab).all() and np.isfinite(bb).all())
         if fast.ok and finite_in:
             j = k0 % chunk
@@ -335,6 +338,8 @@ def _floor_sum_chain_fast(unit, a, b, out):
                 c = out[m0:m1]
                 if not np.isfinite(c).all():
                     out[m0:m1] = _general_block(unit, ab[m0:m1], bb, c)
+                    continue
+                if exact is not None and exact.step(unit, ab, bb, j, m0, m1, c):
                     continue
                 sums = [fast.isum(x[:, m0:m1], y, ex[:, m0:m1], ey, tbuf, ebuf) for x, y, ex, ey in ops]
                 out[m0:m1] = fast.join(unit, sums, c)
@@ -416,6 +421,17 @@ class _FastSums:
         # two such sums (split_parity) add in int32 in join where k * 2**(F + 3) <= 2**31
         return truncated_sum_k(P, self.ibuf, self.F, int32=k <= 1 << (28 - self.F)), E, Ez
 
+    def isum_pairs(self, aT, bk, eaT, ebk):
+        """:meth:`isum` of paired columns: the truncated sum over the leading axis of ``aT * bk`` (k, n),
+        for n (row, column) pairs gathered from a tile, in float64 units."""
+        P = aT * bk
+        E = (eaT.astype(np.int32) + ebk).max(axis=0)
+        Ez = np.maximum(E, np.int32(self.lo))
+        scale = np.subtract(self.F + 127, Ez, dtype=np.int32)
+        scale <<= 23
+        P *= scale.view(np.float32)
+        return truncated_sum_k(P, None, self.F), E, Ez
+
     def join(self, unit, sums, c):
         """The rest of a FloorSumUnit step on (rows, N) from :meth:`isum`'s sums (one, or the even-k and
         the odd-k one with ``split_parity``) and the finite chain state ``c`` (float64 FP32 values): the
@@ -467,6 +483,157 @@ class _FastSums:
         np.add(bits, np.int64(low + 1), out=bits, where=lost)
         with np.errstate(over="ignore"):
             return np.ldexp(v, e_max - J).astype(np.float32).astype(np.float64)
+
+
+class _ExactSums:
+    """FloorSumUnit steps whose truncations and floors provably lose nothing: the step is then the
+    float64 sum ``x = S + C`` of the block's exact product sum ``S`` (a float64 matrix product) and C,
+    rounded once to FP32 by the float32 cast.
+
+    Per (row, column) of a block, with the inputs' exponents clamped at emin as the unit reads them
+    and zero products left out, two more float64 matrix products give ``e_dot``, the products' largest
+    exponent (from the sum of ``2**(8 (e_a + e_b))``: at most 16 powers of two, so the sum's binade
+    over 8 is the largest's), and ``Lb``, the finest grid any product lies on (``2**(e_a - m_a + e_b
+    - m_b)``, m the formats' fraction bits; the same sum over ``2**(-8 (e - m))``).  Where
+
+    - ``e_dot - Lb <= min(F, join_bits, frac_bits - g)`` (``g = 2 + ceil(log2(block))``, so that
+      ``|S| < 2**(e_dot + g)``): every product is a multiple of ``2**(e_dot - F)``, so the truncated
+      sums (each half's too, and their floors onto the larger half's grid) are exact and
+      ``s_dot = S``, exact in float64 whatever the order of the additions;
+    - C is zero, or ``e_dot + d_lo <= e_C <= Lb + d_hi`` with ``d_lo = max(23 - F, g + 23 -
+      frac_bits, -c_drop_bits)`` and ``d_hi = min(frac_bits - 1, join_bits)``: then ``e_max <=
+      e_C - min(d_lo, 0)`` keeps C's floor onto ``2**(e_max - F)`` exact and C undropped, S lies on
+      the grid ``2**(e_max - join_bits)``, and ``x`` (exact in float64: at most ``frac_bits + 1``
+      bits from its top to its grid) has no bits below ``frac_bits`` fraction bits;
+
+    the join's floors are the identity and the step is ``RNE_FP32(x)``, a zero result +0 as
+    :func:`_join` gives it (``tests/test_cdna.py`` puts an element just past each bound).  The
+    elements where a C condition fails (C small beside the block's products, early in a chain) take
+    :meth:`_FastSums.join` on their exact S; those whose products are off the grid take the truncated
+    sums of their gathered (row, column) pairs.  A tile-step with more than a third of its elements
+    failing, or more than 1/64 off the grid, takes the k-major sums (:class:`_FastSums`) instead,
+    and the tier retries after 2, 4, ... ``RETRY`` blocks.  Used where every input and C is finite,
+    :class:`_FastSums` holds (products below 2**127: no CDNA3 product overflow) with int8 exponents
+    (within 28 binades of 1, so the powers of 256 stay float64 normals), for blocks of at most 16
+    and products of at most ``min(...) - 4`` fraction bits (FP8 and BF16, not FP16 or TF32, whose
+    products would rarely lie on the grid).
+    """
+
+    RETRY = 16
+
+    def __init__(self, unit, fast, a_lim, d_lo, d_hi):
+        self.fast, self.a_lim, self.d_lo, self.d_hi = fast, a_lim, d_lo, d_hi
+        self.ma, self.mb = unit.in_format.mantissa_bits, unit.b_format.mantissa_bits
+        self.skip, self.retry = 0, 1
+
+    @classmethod
+    def for_unit(cls, unit, fast):
+        """The exact tier for ``unit`` over operands where ``fast`` (:class:`_FastSums`) holds, or None."""
+        if not fast.ok:
+            return None
+        F, J, fr = unit.align_bits, unit.join_bits, unit.frac_bits
+        g = 2 + math.ceil(math.log2(unit.block))
+        a_lim = min(F, J, fr - g)
+        m = unit.in_format.mantissa_bits + unit.b_format.mantissa_bits
+        if F < 23 or fr < 24 or m > a_lim - 4 or fast.exp_dtype != np.int8 or unit.block > 16:
+            return None
+        d_lo = max(23 - F, g + 23 - fr, -unit.c_drop_bits if unit.c_drop_bits is not None else 23 - F)
+        return cls(unit, fast, a_lim, d_lo, min(fr - 1, J))
+
+    def prepare(self, aT, bk, eaT, ebk):
+        """A chunk's float32 operands and exponents, k-major ((k, M) and (k, N)), as the fast sums hold
+        them (int8, zeros at ``no_exp``): kept for the elements that fail a condition; and each exponent
+        e as the float64 ``2**(8 e)`` and ``2**(-8 (e - m))`` (0 for a zero input), whose matrix products
+        give every block's ``e_dot`` and ``Lb``."""
+        self.aT, self.bk, self.eaT, self.ebk = aT, bk, eaT, ebk
+        no = self.fast.range.no_exp
+        def enc(e, sign, m):  # 2**(8 sign (e - m)) as float64 (0 for a zero input)
+            return np.where(e == no, 0.0, (((e.astype(np.int64) - m) * (8 * sign) + 1023) << 52).view(np.float64))
+
+        self.encT, self.enc_b = enc(eaT, 1, 0), enc(ebk, 1, 0)
+        self.lsbT, self.lsb_b = enc(eaT, -1, self.ma), enc(ebk, -1, self.mb)
+
+    def step(self, unit, ab, bb, j, m0, m1, c):
+        """One block (``ab`` (M, k), ``bb`` (k, N), at ``j`` in the chunk) for rows m0:m1 into ``c``
+        (a view of the chain state) in place; False where the tile-step is left to the fast sums."""
+        if self.skip > 0:
+            self.skip -= 1
+            return False
+        kb = ab.shape[1]
+        sl = slice(j, j + kb)
+        # e_dot, every block's largest product exponent: the sum of 2**(8 (e_a + e_b)) over the block
+        # lies in [2**(8 e_dot), 2**(8 e_dot + 4)] (at most 16 terms), so its float64 exponent field
+        # over 8 is e_dot; no product: a zero sum, -128, below ``lo``
+        G = _matmul64(self.encT[sl, m0:m1].T, self.enc_b[sl])
+        E = G.view(np.int64) >> 52
+        E -= 1023
+        E >>= 3
+        # L = -Lb, Lb the finest grid of the block's products (each product's is 2**(e_a - m_a + e_b -
+        # m_b)): the same sum over 2**(-8 (e - m)); no product: Lb = 128, above every other
+        L = _matmul64(self.lsbT[sl, m0:m1].T, self.lsb_b[sl]).view(np.int64) >> 52
+        L -= 1023
+        L >>= 3
+        cert = np.add(E, L) <= self.a_lim
+        # the bounds on |C|: 2**(e_dot + d_lo) <= |C| < 2**(Lb + d_hi + 1), as float64 bit patterns
+        ac = np.abs(c)
+        pw = E + (self.d_lo + 1023)
+        pw <<= 52
+        ok = ac >= pw.view(np.float64)
+        np.subtract(self.d_hi + 1 + 1023, L, out=L)
+        L <<= 52
+        ok &= ac < L.view(np.float64)
+        ok &= cert
+        bad = np.flatnonzero(~ok)
+        flat = c.reshape(-1)  # a view: the chain state's rows are contiguous
+        if bad.size:
+            # a zero C fails the bound on |C| but needs none: x = S where the products are on the grid
+            cs = flat[bad]    # the C of the elements that fail a condition (a copy)
+            keep = ~(cert.reshape(-1)[bad] & (cs == 0))
+            bad, cs = bad[keep], cs[keep]
+        if bad.size > ok.size // 3 or cert.size - np.count_nonzero(cert) > ok.size // 64:
+            # back off: retry after 2, 4, ... RETRY blocks while the tile-steps keep failing
+            self.retry = min(2 * self.retry, self.RETRY)
+            self.skip = self.retry
+            return False
+        self.retry = 1
+        S = _matmul64(np.asarray(ab[m0:m1], np.float64), np.asarray(bb, np.float64))
+        np.add(S, c, out=c)
+        r = c.astype(np.float32)
+        r += np.float32(0.0)  # a zero sum is +0 (-0 + -0 is the only -0)
+        c[...] = r
+        if bad.size:
+            cb = cert.reshape(-1)[bad]
+            # exact S, only the C condition failing: the join on S (one sum, in units of 2**(Ez - F))
+            sel = np.flatnonzero(cb)
+            if sel.size:
+                Eb = E.reshape(-1)[bad[sel]].astype(np.int32)
+                Ez = np.maximum(Eb, np.int32(self.fast.lo))
+                units = S.reshape(-1)[bad[sel]] * pow2(self.fast.F - Ez)
+                flat[bad[sel]] = self.fast.join(unit, [(units, Eb, Ez)], cs[sel])
+            # products off the grid (rare): the truncated sums of the gathered (row, column) pairs
+            gen = np.flatnonzero(~cb)
+            if gen.size:
+                ii, jj = np.divmod(bad[gen], c.shape[1])
+                ii += m0
+                parts = [slice(0, kb, 2), slice(1, kb, 2)] if unit.split_parity else [slice(0, kb)]
+                sums = [self.fast.isum_pairs(self.aT[sl][p, ii], self.bk[sl][p, jj], self.eaT[sl][p, ii],
+                                             self.ebk[sl][p, jj]) for p in parts if len(range(kb)[p])]
+                flat[bad[gen]] = self.fast.join(unit, sums, cs[gen])
+        return True
+
+
+def _matmul64(a, b, macs=1 << 18):
+    """``a @ b`` in float64, in row slices of at most ``macs`` multiply-adds each (below OpenBLAS's
+    threshold for threads, so that ``threads=1`` stays one thread)."""
+    M, k = a.shape
+    N = b.shape[1]
+    rows = max(1, macs // max(1, k * N))
+    if rows >= M:
+        return a @ b
+    out = np.empty((M, N))
+    for m0 in range(0, M, rows):
+        np.matmul(a[m0:m0 + rows], b, out=out[m0:m0 + rows])
+    return out
 
 
 #: K elements per pass of the whole-array ExactBlockUnit engine (a multiple of every block)

@@ -389,3 +389,78 @@ def test_ftz_products_by_either_kernel_equal_twin(fmt, instr, rng, monkeypatch):
         want = np.array([[ftz_dot(x[i], bb[:, j], c[i, j], unit) for j in range(4)] for i in range(5)])
         assert same(got, want).all()
         assert (used == ["einsum"]) == (kernel == "einsum")
+
+
+def _exact_tier_calls(monkeypatch):
+    """Record what each CDNA3 exact-tier step returned (True: the tier computed the tile-step)."""
+    import fp8sim.cdna as cdna
+
+    calls = []
+    step = cdna._ExactSums.step
+
+    def spy(self, *args):
+        calls.append(step(self, *args))
+        return calls[-1]
+
+    monkeypatch.setattr(cdna._ExactSums, "step", spy)
+    return calls
+
+
+@pytest.mark.parametrize("fa, fb", [("e4m3fnuz", None), ("e5m2fnuz", "e4m3fnuz"), ("bfloat16", None)])
+def test_floor_sum_exact_tier_equals_twin(fa, fb, rng, monkeypatch):
+    """CDNA3's exact tier (a step as the float32 cast of S + C, S the block's exact product sum by a
+    float64 matrix product) on data where it runs: ordinary values (BF16 over few binades, where its
+    products stay on the grid), C from zero and tiny to huge against the products (the elements that
+    fail the bounds on |C| take the join), zero rows and -0, K not a multiple of the block; engine equals
+    twin, and the tier computed tile-steps."""
+    calls = _exact_tier_calls(monkeypatch)
+    unit = tensor_core("MI300X", fa, b_format=fb)
+    M, N, K = 24, 16, 5 * unit.block + 3
+    if fa == "bfloat16":
+        a = fp8sim.quantize(rng.uniform(1, 2, (M, K)) * rng.choice([-1.0, 1.0], (M, K)), fa)
+        b = fp8sim.quantize(rng.uniform(1, 4, (K, N)) * rng.choice([-1.0, 1.0], (K, N)), fa)
+    else:
+        a = fp8sim.quantize(rng.standard_normal((M, K)), unit.in_format, overflow="saturate")
+        b = fp8sim.quantize(rng.standard_normal((K, N)), unit.b_format, overflow="saturate")
+    a[rng.random((M, K)) < 0.05] = 0.0
+    a[3] = -0.0
+    c = fp8sim.quantize(rng.standard_normal((M, N)) * 2.0 ** rng.integers(-30, 30, (M, N)), "float32")
+    c[rng.random((M, N)) < 0.2] = 0.0
+    c[3, :4] = -0.0
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[floor_sum_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
+    assert same(got, want).all()
+    assert any(calls)
+
+
+def test_floor_sum_exact_tier_bounds(rng, monkeypatch):
+    """Each of the exact tier's conditions at its edge, one element past it among ordinary ones (so
+    the tier runs and sends that element to the join or the general sums): where the tier's bound were one binade
+    looser, the cast of S + C would round a value the unit floors onto an FP32 midpoint first, and
+    the result would differ from the twin's by one unit in the last place.
+
+    - C 2 binades below the products (``e_C = e_dot - 2``): C's floor onto ``2**(e_dot - 24)`` drops
+      its last bit (S = 1, C = (2**21 + 2.75) * 2**-23: 1.25 + 2.5 units of 2**-23, a tie, to even);
+    - C far above the products' grid (``e_C = Lb + 31``): the sum carries into the next binade, where
+      the floor to 31 fraction bits drops S's last bit (C = 2**12 - 2**-12, S = 513 * 2**-20);
+    - a block whose products span 25 binades of grid (``e_dot - Lb = 25``): the odd-k product 81 *
+      2**-20 floored onto the even-k sum's grid 2**-19 (C = 384, S = 32 + 81 * 2**-20), and the same with
+      C = 0 (which needs no bound on |C|, only the grid: S = 32 + 81 * 2**-19 + 81 * 2**-20)."""
+    calls = _exact_tier_calls(monkeypatch)
+    unit = tensor_core("MI300X", "e4m3fnuz")
+    M, N = 24, 24
+    a = fp8sim.quantize(rng.uniform(1, 2, (M, unit.block)), unit.in_format)
+    b = fp8sim.quantize(rng.uniform(1, 2, (unit.block, N)), unit.in_format)
+    c = fp8sim.quantize(rng.uniform(64, 128, (M, N)), "float32")
+    cases = [([1.0], [1.0], (2.0**21 + 2.75) * 2.0**-23, 1.25 + 2.0**-22),
+             ([1.125 * 2.0**-6, 1.125 * 2.0**-7], [1.5 * 2.0**-6, 1.125 * 2.0**-7], 2.0**12 - 2.0**-12, 2.0**12),
+             ([8.0, 1.125 * 2.0**-7], [4.0, 1.125 * 2.0**-7], 384.0, 416.0 + 2.0**-14),
+             ([8.0, 1.125 * 2.0**-7, 1.125 * 2.0**-7], [4.0, 1.125 * 2.0**-7, 1.125 * 2.0**-6], 0.0, 32 + 60 * 2.0**-18)]
+    for r, (ar, br, cr, _) in enumerate(cases):
+        a[r], b[:, r], c[r, r] = 0.0, 0.0, cr
+        a[r, :len(ar)], b[:len(br), r] = ar, br
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[floor_sum_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
+    assert same(got, want).all()
+    assert [got[r, r] for r in range(len(cases))] == [x for *_, x in cases]
+    assert calls == [True]
