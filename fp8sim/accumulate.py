@@ -797,6 +797,150 @@ def truncated_sum_k(P, ibuf, F, int32=False):
     return s
 
 
+def matmul64(a, b, macs=1 << 18):
+    """``a @ b`` in float64, in row slices of at most ``macs`` multiply-adds each (below OpenBLAS's
+    threshold for threads, so that ``threads=1`` stays one thread)."""
+    M, k = a.shape
+    N = b.shape[1]
+    rows = max(1, macs // max(1, k * N))
+    if rows >= M:
+        return a @ b
+    out = np.empty((M, N))
+    for m0 in range(0, M, rows):
+        np.matmul(a[m0:m0 + rows], b, out=out[m0:m0 + rows])
+    return out
+
+
+class ExactBlocks:
+    """The common part of the engines' exact tiers (:class:`fp8sim.cdna._ExactSums` for CDNA3,
+    :func:`_exact_f64_step` for NVIDIA's truncated fused sums): per (row, column) of a block, where
+    every product lies on the grid the unit truncates onto and C within bounds of the products, a
+    step's truncations lose nothing and its sum is the exact ``S + C``, S the block's product sum by one
+    float64 matrix product (exact whatever the order of its additions: every partial sum lies on the
+    products' grid and spans fewer than 53 bits).
+
+    Two more float64 matrix products give, per element, ``e_dot``, the products' largest exponent
+    (inputs' exponents clamped at emin as the units read them, zero products left out), from the sum
+    of ``2**(8 (e_a + e_b))`` (at most 32 powers of two, so the sum's binade over 8 is the largest's;
+    no product: a zero sum, -128), and ``Lb``, the finest grid any product lies on (``2**(e_a - m_a +
+    e_b - m_b)``, m the formats' fraction bits), from the same sum over ``2**(-8 (e - m))`` (no
+    product: 128).  An element meets the bounds where ``e_dot - Lb <= a_lim`` (``cert``) and C is zero
+    or ``e_dot + d_lo <= e_C <= Lb + d_hi``; each engine derives its ``a_lim``, ``d_lo`` and ``d_hi``
+    and finishes the step.  The exponents must be int8 (within 28 binades of 1, so the powers of 256
+    stay float64 normals).  A tile-step with more than ``max_bad`` of its elements failing, or more
+    than ``max_gen`` off the grid, is left to the engine's own step, and the tier retries after 2,
+    4, ... ``RETRY`` blocks.
+    """
+
+    RETRY = 16
+
+    def __init__(self, fa, fb, no_exp, a_lim, d_lo, d_hi, max_bad=1 / 3, max_gen=1 / 64):
+        self.ma, self.mb, self.no_exp = fa.mantissa_bits, fb.mantissa_bits, no_exp
+        self.a_lim, self.d_lo, self.d_hi, self.max_bad, self.max_gen = a_lim, d_lo, d_hi, max_bad, max_gen
+        self.skip, self.retry = 0, 1
+
+    def prepare(self, aT, bk, eaT, ebk):
+        """A chunk's operands and int8 exponents, k-major ((k, M) and (k, N); zeros at ``no_exp``):
+        kept for the elements that fail a condition, and each exponent e as the float64 ``2**(8 e)``
+        and ``2**(-8 (e - m))`` (0 for a zero input), whose matrix products give ``e_dot`` and ``Lb``."""
+        self.aT, self.bk, self.eaT, self.ebk = aT, bk, eaT, ebk
+        no = self.no_exp
+
+        def enc(e, sign, m):  # 2**(8 sign (e - m)) as float64 (0 for a zero input)
+            return np.where(e == no, 0.0, (((e.astype(np.int64) - m) * (8 * sign) + 1023) << 52).view(np.float64))
+
+        self.encT, self.enc_b = enc(eaT, 1, 0), enc(ebk, 1, 0)
+        self.lsbT, self.lsb_b = enc(eaT, -1, self.ma), enc(ebk, -1, self.mb)
+
+    def check(self, ab, bb, j, m0, m1, c):
+        """For the block ``ab`` (M, k) x ``bb`` (k, N) at ``j`` in the chunk, rows m0:m1, state ``c``
+        (finite): ``(S, E, cert, bad, cs)`` -- the exact block sums, ``e_dot``, where the products lie
+        on the grid, the flat indices of the elements that fail a bound (a zero C meets them where
+        ``cert`` holds) and their C -- or None (the engine's own step takes the tile-step)."""
+        if self.skip > 0:
+            self.skip -= 1
+            return None
+        sl = slice(j, j + ab.shape[1])
+        E = matmul64(self.encT[sl, m0:m1].T, self.enc_b[sl]).view(np.int64) >> 52
+        E -= 1023
+        E >>= 3
+        L = matmul64(self.lsbT[sl, m0:m1].T, self.lsb_b[sl]).view(np.int64) >> 52
+        L -= 1023
+        L >>= 3  # -Lb
+        cert = np.add(E, L) <= self.a_lim
+        # the bounds on |C|: 2**(e_dot + d_lo) <= |C| < 2**(Lb + d_hi + 1), as float64 bit patterns
+        ac = np.abs(c)
+        pw = E + (self.d_lo + 1023)
+        pw <<= 52
+        ok = ac >= pw.view(np.float64)
+        np.subtract(self.d_hi + 1 + 1023, L, out=L)
+        L <<= 52
+        ok &= ac < L.view(np.float64)
+        ok &= cert
+        bad = np.flatnonzero(~ok)
+        cs = c.reshape(-1)[bad]  # the C of the elements that fail a condition (a copy)
+        if not np.isfinite(cs).all():  # (a non-finite C fails the bound above)
+            return None
+        if bad.size:
+            # a zero C fails the bound on |C| but needs none: x = S where the products are on the grid
+            keep = ~(cert.reshape(-1)[bad] & (cs == 0))
+            bad, cs = bad[keep], cs[keep]
+        if bad.size > ok.size * self.max_bad or cert.size - np.count_nonzero(cert) > ok.size * self.max_gen:
+            # back off: retry after 2, 4, ... RETRY blocks while the tile-steps keep failing
+            self.retry = min(2 * self.retry, self.RETRY)
+            self.skip = self.retry
+            return None
+        self.retry = 1
+        S = matmul64(np.asarray(ab[m0:m1], np.float64), np.asarray(bb, np.float64))
+        return S, E, cert, bad, cs
+
+
+def _exact_tier(plan, M, N):
+    """The exact tier (:class:`ExactBlocks`) of a unit with a float64 chain state on the bit steps
+    (``plan.f64`` without the float32 state: C in the alignment, truncation toward zero), or None.
+
+    Every term (products and C) is truncated onto ``2**(E - F)``, ``E = max(e_dot, e_C)``; where
+    ``e_dot - Lb <= F`` and C is zero or ``e_dot + 23 - F <= e_C <= Lb + F`` (F >= 23), every product
+    and C lie on that grid (C's last bit is ``2**(e_C - 23)``), so the truncated sum is the exact
+    ``x = S + C`` (at most F + g + 2 bits, exact in float64), and its truncation onto the result's
+    ``out_frac_bits`` is the float64 fraction masked: every non-zero ``|x|`` lies within FP32's
+    normal range by the data's exponent range (checked here: ``lo - F >= -126``, ``hi + F < 127``), so
+    neither the subnormal rules nor ``rz_overflow`` apply.  A zero result is +0.  Tried on FP8, FP6,
+    FP4 and BF16 products (at most F - 8 fraction bits), blocks of at most 32, int8 exponents."""
+    unit, pr = plan.unit, plan.range
+    F = unit.align_bits
+    g = 2 + math.ceil(math.log2(unit.block))
+    if not (plan.f64 and not plan.f32 and plan.dtype == np.float32 and plan.exp_dtype == np.int8
+            and F >= 23 and F + g + 2 <= 53 and unit.block <= 32
+            and unit.in_format.mantissa_bits + unit.b_format.mantissa_bits <= F - 8
+            and plan.acc_fmt.emax == 127 and plan.acc_fmt.emin == -126
+            and pr.lo - F >= -126 and pr.hi + F + 1 <= 126):
+        return None
+    return ExactBlocks(unit.in_format, unit.b_format, pr.no_exp, F, 23 - F, F, max_bad=1 / 8)
+
+
+def _exact_f64_step(tier, plan, a_blk, b_blk, j, m0, m1, c):
+    """One block for rows m0:m1 through the exact tier (:func:`_exact_tier`): a new (rows, N) state,
+    or None (the bit steps take the tile-step).  The elements that fail a bound take the general step
+    (:func:`_step`) on their gathered (row, column) pairs."""
+    chk = tier.check(a_blk, b_blk, j, m0, m1, c)
+    if chk is None:
+        return None
+    S, _, _, bad, cs = chk
+    x = np.add(S, c, out=S)
+    bits = x.view(np.uint64)
+    bits &= plan.rtz_mask
+    x += 0.0  # a zero result is +0
+    if bad.size:
+        sl = slice(j, j + a_blk.shape[1])
+        ii, jj = np.divmod(bad, x.shape[1])
+        ii += m0
+        a3, ea3 = (v[sl][:, ii].T[:, None, :] for v in (tier.aT, tier.eaT))
+        b3, eb3 = (v[sl][:, jj].T[:, None, :] for v in (tier.bk, tier.ebk))
+        x.reshape(-1)[bad] = _step(plan, a3, ea3, b3, eb3, cs[:, None])[:, 0]
+    return x
+
+
 def _align_and_sum_f64(plan, E, terms, c):
     """:func:`_align_and_sum_f32` with a float64 chain state and float64 sums (terms in float32 or
     float64): the same range conditions, the scales built as float64 (or float32) bit patterns, the
@@ -972,6 +1116,7 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
         chunk = unit.block * max(1, min(KMAJOR_CHUNK_K, KMAJOR_CHUNK // (M + N)) // unit.block)
     # a single row tile with the float32 step: runs of blocks in one loop (_f32_run)
     run = kmajor and state_f32 and rows >= M and (plan.f32_int or plan.sum_dtype == np.float32)
+    tier = _exact_tier(plan, M, N) if kmajor and not state_f32 else None
     done = 0
     for k0 in range(0, K, unit.block):
         if k0 < done:
@@ -984,6 +1129,8 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
             if k0 % chunk == 0:  # (k, M) and (k, N) for the chunk, contiguous along the long axis
                 c1 = min(k0 + chunk, K)
                 aT_c, eaT_c, bk_c, ebk_c, special_c = _kmajor_operands(plan, a[:, k0:c1], b[k0:c1])
+                if tier is not None and not special_c:
+                    tier.prepare(aT_c, bk_c, eaT_c, ebk_c)
             j = k0 % chunk
             if run and not special_c and kb == unit.block:
                 jf = j + (min(aT_c.shape[0] - j, K - k0) // unit.block) * unit.block  # the chunk's full blocks
@@ -1007,6 +1154,14 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
             cm = out[m0:m1]
             if kmajor:
                 r = m1 - m0
+                if tier is not None and not special_c:
+                    res = _exact_f64_step(tier, plan, a_blk, b[k0:k1], j, m0, m1, cm)
+                    if res is not None:
+                        if r == M:
+                            out = res
+                        else:
+                            out[m0:m1] = res
+                        continue
                 args = (plan, aT[:, m0:m1], eaT[:, m0:m1], bk, ebk)
                 # the steps on bits first, on the state as it is: a non-finite C lies outside their range
                 try_bits = not special and (plan.f64 or (plan.f32 and state_f32))

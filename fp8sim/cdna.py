@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .accumulate import clamped_exponents, pow2, round_pair, truncated_sum_k
+from .accumulate import ExactBlocks, clamped_exponents, pow2, round_pair, truncated_sum_k
 from .formats import FloatFormat, get_format
 from .rounding import quantize
 
@@ -485,21 +485,16 @@ class _FastSums:
             return np.ldexp(v, e_max - J).astype(np.float32).astype(np.float64)
 
 
-class _ExactSums:
-    """FloorSumUnit steps whose truncations and floors provably lose nothing: the step is then the
-    float64 sum ``x = S + C`` of the block's exact product sum ``S`` (a float64 matrix product) and C,
-    rounded once to FP32 by the float32 cast.
-
-    Per (row, column) of a block, with the inputs' exponents clamped at emin as the unit reads them
-    and zero products left out, two more float64 matrix products give ``e_dot``, the products' largest
-    exponent (from the sum of ``2**(8 (e_a + e_b))``: at most 16 powers of two, so the sum's binade
-    over 8 is the largest's), and ``Lb``, the finest grid any product lies on (``2**(e_a - m_a + e_b
-    - m_b)``, m the formats' fraction bits; the same sum over ``2**(-8 (e - m))``).  Where
+class _ExactSums(ExactBlocks):
+    """FloorSumUnit steps whose truncations and floors provably lose nothing (:class:`fp8sim.accumulate.
+    ExactBlocks` gives each block's exact product sum ``S``, ``e_dot``, the finest grid ``Lb`` and which
+    elements meet the bounds below): the step is then the float64 sum ``x = S + C`` rounded once to
+    FP32 by the float32 cast.  Where
 
     - ``e_dot - Lb <= min(F, join_bits, frac_bits - g)`` (``g = 2 + ceil(log2(block))``, so that
       ``|S| < 2**(e_dot + g)``): every product is a multiple of ``2**(e_dot - F)``, so the truncated
       sums (each half's too, and their floors onto the larger half's grid) are exact and
-      ``s_dot = S``, exact in float64 whatever the order of the additions;
+      ``s_dot = S``;
     - C is zero, or ``e_dot + d_lo <= e_C <= Lb + d_hi`` with ``d_lo = max(23 - F, g + 23 -
       frac_bits, -c_drop_bits)`` and ``d_hi = min(frac_bits - 1, join_bits)``: then ``e_max <=
       e_C - min(d_lo, 0)`` keeps C's floor onto ``2**(e_max - F)`` exact and C undropped, S lies on
@@ -510,21 +505,15 @@ class _ExactSums:
     :func:`_join` gives it (``tests/test_cdna.py`` puts an element just past each bound).  The
     elements where a C condition fails (C small beside the block's products, early in a chain) take
     :meth:`_FastSums.join` on their exact S; those whose products are off the grid take the truncated
-    sums of their gathered (row, column) pairs.  A tile-step with more than a third of its elements
-    failing, or more than 1/64 off the grid, takes the k-major sums (:class:`_FastSums`) instead,
-    and the tier retries after 2, 4, ... ``RETRY`` blocks.  Used where every input and C is finite,
-    :class:`_FastSums` holds (products below 2**127: no CDNA3 product overflow) with int8 exponents
-    (within 28 binades of 1, so the powers of 256 stay float64 normals), for blocks of at most 16
-    and products of at most ``min(...) - 4`` fraction bits (FP8 and BF16, not FP16 or TF32, whose
-    products would rarely lie on the grid).
+    sums of their gathered (row, column) pairs.  Used where every input and C is finite,
+    :class:`_FastSums` holds (products below 2**127: no CDNA3 product overflow) with int8 exponents,
+    for blocks of at most 16 and products of at most ``min(...) - 4`` fraction bits (FP8 and BF16,
+    not FP16 or TF32, whose products would rarely lie on the grid).
     """
 
-    RETRY = 16
-
     def __init__(self, unit, fast, a_lim, d_lo, d_hi):
-        self.fast, self.a_lim, self.d_lo, self.d_hi = fast, a_lim, d_lo, d_hi
-        self.ma, self.mb = unit.in_format.mantissa_bits, unit.b_format.mantissa_bits
-        self.skip, self.retry = 0, 1
+        super().__init__(unit.in_format, unit.b_format, fast.range.no_exp, a_lim, d_lo, d_hi)
+        self.fast = fast
 
     @classmethod
     def for_unit(cls, unit, fast):
@@ -540,68 +529,19 @@ class _ExactSums:
         d_lo = max(23 - F, g + 23 - fr, -unit.c_drop_bits if unit.c_drop_bits is not None else 23 - F)
         return cls(unit, fast, a_lim, d_lo, min(fr - 1, J))
 
-    def prepare(self, aT, bk, eaT, ebk):
-        """A chunk's float32 operands and exponents, k-major ((k, M) and (k, N)), as the fast sums hold
-        them (int8, zeros at ``no_exp``): kept for the elements that fail a condition; and each exponent
-        e as the float64 ``2**(8 e)`` and ``2**(-8 (e - m))`` (0 for a zero input), whose matrix products
-        give every block's ``e_dot`` and ``Lb``."""
-        self.aT, self.bk, self.eaT, self.ebk = aT, bk, eaT, ebk
-        no = self.fast.range.no_exp
-        def enc(e, sign, m):  # 2**(8 sign (e - m)) as float64 (0 for a zero input)
-            return np.where(e == no, 0.0, (((e.astype(np.int64) - m) * (8 * sign) + 1023) << 52).view(np.float64))
-
-        self.encT, self.enc_b = enc(eaT, 1, 0), enc(ebk, 1, 0)
-        self.lsbT, self.lsb_b = enc(eaT, -1, self.ma), enc(ebk, -1, self.mb)
-
     def step(self, unit, ab, bb, j, m0, m1, c):
         """One block (``ab`` (M, k), ``bb`` (k, N), at ``j`` in the chunk) for rows m0:m1 into ``c``
         (a view of the chain state) in place; False where the tile-step is left to the fast sums."""
-        if self.skip > 0:
-            self.skip -= 1
+        chk = self.check(ab, bb, j, m0, m1, c)
+        if chk is None:
             return False
-        kb = ab.shape[1]
-        sl = slice(j, j + kb)
-        # e_dot, every block's largest product exponent: the sum of 2**(8 (e_a + e_b)) over the block
-        # lies in [2**(8 e_dot), 2**(8 e_dot + 4)] (at most 16 terms), so its float64 exponent field
-        # over 8 is e_dot; no product: a zero sum, -128, below ``lo``
-        G = _matmul64(self.encT[sl, m0:m1].T, self.enc_b[sl])
-        E = G.view(np.int64) >> 52
-        E -= 1023
-        E >>= 3
-        # L = -Lb, Lb the finest grid of the block's products (each product's is 2**(e_a - m_a + e_b -
-        # m_b)): the same sum over 2**(-8 (e - m)); no product: Lb = 128, above every other
-        L = _matmul64(self.lsbT[sl, m0:m1].T, self.lsb_b[sl]).view(np.int64) >> 52
-        L -= 1023
-        L >>= 3
-        cert = np.add(E, L) <= self.a_lim
-        # the bounds on |C|: 2**(e_dot + d_lo) <= |C| < 2**(Lb + d_hi + 1), as float64 bit patterns
-        ac = np.abs(c)
-        pw = E + (self.d_lo + 1023)
-        pw <<= 52
-        ok = ac >= pw.view(np.float64)
-        np.subtract(self.d_hi + 1 + 1023, L, out=L)
-        L <<= 52
-        ok &= ac < L.view(np.float64)
-        ok &= cert
-        bad = np.flatnonzero(~ok)
-        flat = c.reshape(-1)  # a view: the chain state's rows are contiguous
-        if bad.size:
-            # a zero C fails the bound on |C| but needs none: x = S where the products are on the grid
-            cs = flat[bad]    # the C of the elements that fail a condition (a copy)
-            keep = ~(cert.reshape(-1)[bad] & (cs == 0))
-            bad, cs = bad[keep], cs[keep]
-        if bad.size > ok.size // 3 or cert.size - np.count_nonzero(cert) > ok.size // 64:
-            # back off: retry after 2, 4, ... RETRY blocks while the tile-steps keep failing
-            self.retry = min(2 * self.retry, self.RETRY)
-            self.skip = self.retry
-            return False
-        self.retry = 1
-        S = _matmul64(np.asarray(ab[m0:m1], np.float64), np.asarray(bb, np.float64))
+        S, E, cert, bad, cs = chk
         np.add(S, c, out=c)
         r = c.astype(np.float32)
         r += np.float32(0.0)  # a zero sum is +0 (-0 + -0 is the only -0)
         c[...] = r
         if bad.size:
+            flat = c.reshape(-1)  # a view: the chain state's rows are contiguous
             cb = cert.reshape(-1)[bad]
             # exact S, only the C condition failing: the join on S (one sum, in units of 2**(Ez - F))
             sel = np.flatnonzero(cb)
@@ -613,6 +553,8 @@ class _ExactSums:
             # products off the grid (rare): the truncated sums of the gathered (row, column) pairs
             gen = np.flatnonzero(~cb)
             if gen.size:
+                kb = ab.shape[1]
+                sl = slice(j, j + kb)
                 ii, jj = np.divmod(bad[gen], c.shape[1])
                 ii += m0
                 parts = [slice(0, kb, 2), slice(1, kb, 2)] if unit.split_parity else [slice(0, kb)]
@@ -620,20 +562,6 @@ class _ExactSums:
                                              self.ebk[sl][p, jj]) for p in parts if len(range(kb)[p])]
                 flat[bad[gen]] = self.fast.join(unit, sums, cs[gen])
         return True
-
-
-def _matmul64(a, b, macs=1 << 18):
-    """``a @ b`` in float64, in row slices of at most ``macs`` multiply-adds each (below OpenBLAS's
-    threshold for threads, so that ``threads=1`` stays one thread)."""
-    M, k = a.shape
-    N = b.shape[1]
-    rows = max(1, macs // max(1, k * N))
-    if rows >= M:
-        return a @ b
-    out = np.empty((M, N))
-    for m0 in range(0, M, rows):
-        np.matmul(a[m0:m0 + rows], b, out=out[m0:m0 + rows])
-    return out
 
 
 #: K elements per pass of the whole-array ExactBlockUnit engine (a multiple of every block)

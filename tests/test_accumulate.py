@@ -686,3 +686,81 @@ def test_split_fp16_zero_results_are_positive(gpu):
         want = split_fp16_dot(a[0], b[:, 0], c0, unit)
         got = matmul(a, b, np.array([[c0]]), unit=unit)[0, 0]
         assert want == 0 and not np.signbit(want) and same(got, want)
+
+
+def _nvidia_exact_tier_calls(monkeypatch):
+    """Record whether each step of the NVIDIA exact tier computed its tile-step."""
+    import fp8sim.accumulate as acc
+
+    calls = []
+    step = acc._exact_f64_step
+
+    def spy(*args):
+        res = step(*args)
+        calls.append(res is not None)
+        return res
+
+    monkeypatch.setattr(acc, "_exact_f64_step", spy)
+    return calls
+
+
+@pytest.mark.parametrize("gpu, fa, fb", [("B200", "e4m3", None), ("B200", "e5m2", "e4m3"), ("B200", "e2m1", None),
+                                         ("RTX50", "e4m3", None), ("H100", "bfloat16", None)])
+def test_exact_tier_equals_twin(gpu, fa, fb, rng, monkeypatch):
+    """The exact tier of the truncating units with F >= 23 (a step as S + C with its float64 fraction
+    masked, S the block's exact product sum by a float64 matrix product) on data where it runs:
+    ordinary values (BF16 over few binades), C from zero to far above the products, a few C far
+    outside (those elements take the general step), zero rows and -0, K not a multiple of the block;
+    engine equals twin, and the tier computed tile-steps."""
+    calls = _nvidia_exact_tier_calls(monkeypatch)
+    unit = tensor_core(gpu, fa, b_format=fb)
+    M, N, K = 24, 20, 3 * unit.block + 5
+    if fa == "bfloat16":
+        a = fp8sim.quantize(rng.uniform(1, 2, (M, K)) * rng.choice([-1.0, 1.0], (M, K)), fa)
+        b = fp8sim.quantize(rng.uniform(1, 4, (K, N)) * rng.choice([-1.0, 1.0], (K, N)), fa)
+    else:
+        a = fp8sim.quantize(rng.standard_normal((M, K)), unit.in_format, overflow="saturate")
+        b = fp8sim.quantize(rng.standard_normal((K, N)), unit.b_format, overflow="saturate")
+    a[rng.random((M, K)) < 0.05] = 0.0
+    a[3] = -0.0
+    c = fp8sim.quantize(rng.standard_normal((M, N)) * 64, "float32")
+    c[rng.random((M, N)) < 0.03] *= 2.0**40
+    c[rng.random((M, N)) < 0.03] *= 2.0**-40
+    c[rng.random((M, N)) < 0.1] = 0.0
+    c[3, :4] = -0.0
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[block_fma_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
+    assert same(got, want).all()
+    assert any(calls)
+
+
+def test_exact_tier_bounds(rng, monkeypatch):
+    """Each bound of the NVIDIA exact tier (B200 ``tcgen05`` E4M3, F = 25) at its edge, one element just
+    past it among ordinary ones (so the tier runs and sends that element to the general step): where
+    the bound were one binade looser, the tier would keep a bit that the unit's truncation onto
+    ``2**(E - 25)`` drops, and truncating the sum to FP32 would land one grid point lower.
+
+    - C 3 binades below the products (``e_C = e_dot - 3``): C = -(2**-3 + 2**-26) loses 2**-26, S =
+      1 + 2**-3: 1, where the exact sum 1 - 2**-26 truncates to 1 - 2**-24;
+    - C 26 binades above the products' grid (``e_C = Lb + 26``): C = 1536 sets the grid 2**-15, the
+      product -81 * 2**-16 truncates to -80 * 2**-16: 1536 - 80 * 2**-16, not 1536 - 88 * 2**-16;
+    - products 26 binades apart (``e_dot - Lb = 26``), C = 0: 1024 and -81 * 2**-16 on the grid
+      2**-15: 1024 - 80 * 2**-16, not 1024 - 84 * 2**-16."""
+    calls = _nvidia_exact_tier_calls(monkeypatch)
+    unit = tensor_core("B200", "e4m3")
+    M, N = 24, 24
+    a = fp8sim.quantize(rng.uniform(1, 2, (M, unit.block)), unit.in_format)
+    b = fp8sim.quantize(rng.uniform(1, 2, (unit.block, N)), unit.in_format)
+    c = fp8sim.quantize(rng.uniform(64, 128, (M, N)), "float32")
+    t = 1.125 * 2.0**-5
+    cases = [([1.0, 0.5], [1.0, 0.25], -(2.0**-3 + 2.0**-26), 1.0),
+             ([t], [-t], 1536.0, 1536 - 80 * 2.0**-16),
+             ([32.0, t], [32.0, -t], 0.0, 1024 - 80 * 2.0**-16)]
+    for r, (ar, br, cr, _) in enumerate(cases):
+        a[r], b[:, r], c[r, r] = 0.0, 0.0, cr
+        a[r, :len(ar)], b[:len(br), r] = ar, br
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[block_fma_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
+    assert same(got, want).all()
+    assert [got[r, r] for r in range(len(cases))] == [x for *_, x in cases]
+    assert calls == [True]
