@@ -832,7 +832,7 @@ class ExactBlocks:
     4, ... ``RETRY`` blocks.
     """
 
-    RETRY = 16
+    RETRY = 64
 
     def __init__(self, fa, fb, no_exp, a_lim, d_lo, d_hi, max_bad=1 / 3, max_gen=1 / 64):
         self.ma, self.mb, self.no_exp = fa.mantissa_bits, fb.mantissa_bits, no_exp
@@ -844,13 +844,16 @@ class ExactBlocks:
         kept for the elements that fail a condition, and each exponent e as the float64 ``2**(8 e)``
         and ``2**(-8 (e - m))`` (0 for a zero input), whose matrix products give ``e_dot`` and ``Lb``."""
         self.aT, self.bk, self.eaT, self.ebk = aT, bk, eaT, ebk
+        self.encT = None  # built by the chunk's first check that runs
+
+    def _encode(self):
         no = self.no_exp
 
         def enc(e, sign, m):  # 2**(8 sign (e - m)) as float64 (0 for a zero input)
             return np.where(e == no, 0.0, (((e.astype(np.int64) - m) * (8 * sign) + 1023) << 52).view(np.float64))
 
-        self.encT, self.enc_b = enc(eaT, 1, 0), enc(ebk, 1, 0)
-        self.lsbT, self.lsb_b = enc(eaT, -1, self.ma), enc(ebk, -1, self.mb)
+        self.encT, self.enc_b = enc(self.eaT, 1, 0), enc(self.ebk, 1, 0)
+        self.lsbT, self.lsb_b = enc(self.eaT, -1, self.ma), enc(self.ebk, -1, self.mb)
 
     def check(self, ab, bb, j, m0, m1, c):
         """For the block ``ab`` (M, k) x ``bb`` (k, N) at ``j`` in the chunk, rows m0:m1, state ``c``
@@ -860,6 +863,8 @@ class ExactBlocks:
         if self.skip > 0:
             self.skip -= 1
             return None
+        if self.encT is None:
+            self._encode()
         sl = slice(j, j + ab.shape[1])
         E = matmul64(self.encT[sl, m0:m1].T, self.enc_b[sl]).view(np.int64) >> 52
         E -= 1023
@@ -868,6 +873,8 @@ class ExactBlocks:
         L -= 1023
         L >>= 3  # -Lb
         cert = np.add(E, L) <= self.a_lim
+        if cert.size - np.count_nonzero(cert) > cert.size * self.max_gen:
+            return self._back_off()
         # the bounds on |C|: 2**(e_dot + d_lo) <= |C| < 2**(Lb + d_hi + 1), as float64 bit patterns
         ac = np.abs(c)
         pw = E + (self.d_lo + 1023)
@@ -885,14 +892,16 @@ class ExactBlocks:
             # a zero C fails the bound on |C| but needs none: x = S where the products are on the grid
             keep = ~(cert.reshape(-1)[bad] & (cs == 0))
             bad, cs = bad[keep], cs[keep]
-        if bad.size > ok.size * self.max_bad or cert.size - np.count_nonzero(cert) > ok.size * self.max_gen:
-            # back off: retry after 2, 4, ... RETRY blocks while the tile-steps keep failing
-            self.retry = min(2 * self.retry, self.RETRY)
-            self.skip = self.retry
-            return None
+        if bad.size > ok.size * self.max_bad:
+            return self._back_off()
         self.retry = 1
         S = matmul64(np.asarray(ab[m0:m1], np.float64), np.asarray(bb, np.float64))
         return S, E, cert, bad, cs
+
+    def _back_off(self):
+        """Retry after 2, 4, ... RETRY blocks while the tile-steps keep failing."""
+        self.retry = min(2 * self.retry, self.RETRY)
+        self.skip = self.retry
 
 
 def _exact_tier(plan, M, N):
