@@ -7,7 +7,7 @@ import pytest
 
 import fp8sim
 from fp8sim.hardware import tensor_core
-from fp8sim.reference import exact_block_dot, floor_sum_dot, ftz_dot
+from fp8sim.reference import block_fma_dot, exact_block_dot, floor_sum_dot, ftz_dot
 
 from .test_accumulate import random_inputs, same
 
@@ -464,3 +464,29 @@ def test_floor_sum_exact_tier_bounds(rng, monkeypatch):
     assert same(got, want).all()
     assert [got[r, r] for r in range(len(cases))] == [x for *_, x in cases]
     assert calls == [True]
+
+
+@pytest.mark.parametrize("gpu, fa", [("MI300X", "e4m3fnuz"), ("B200", "e4m3")])
+def test_exact_tiers_equal_twin_at_k4096(gpu, fa, rng, monkeypatch):
+    """The exact tiers (CDNA3's and NVIDIA's) over a long chain (issue 10: up to K = 4096), computing
+    most of its steps (C grows beside the products): engine equals twin."""
+    import fp8sim.accumulate as acc
+    import fp8sim.cdna as cdna
+
+    ran = []
+    check = acc.ExactBlocks.check
+
+    def spy(self, *args):
+        res = check(self, *args)
+        ran.append(res is not None)
+        return res
+
+    monkeypatch.setattr(acc.ExactBlocks, "check", spy)
+    unit = tensor_core(gpu, fa)
+    twin = floor_sum_dot if isinstance(unit, cdna.FloorSumUnit) else block_fma_dot
+    a = fp8sim.quantize(rng.standard_normal((8, 4096)), unit.in_format, overflow="saturate")
+    b = fp8sim.quantize(rng.standard_normal((4096, 8)), unit.b_format, overflow="saturate")
+    got = fp8sim.matmul(a, b, unit=unit)
+    want = np.array([[twin(a[i], b[:, j], 0.0, unit) for j in range(8)] for i in range(8)])
+    assert same(got, want).all()
+    assert sum(ran) > 4096 // unit.block // 2
