@@ -688,6 +688,20 @@ def test_split_fp16_zero_results_are_positive(gpu):
         assert want == 0 and not np.signbit(want) and same(got, want)
 
 
+def exact_tier_operands(rng, unit, M, K, N):
+    """Operands on which the exact tiers run: ordinary FP8 values, or BF16 over few binades (where its
+    products stay on the grid); some zeros, and row 3 all -0."""
+    if unit.in_format.name == "bfloat16":
+        a = fp8sim.quantize(rng.uniform(1, 2, (M, K)) * rng.choice([-1.0, 1.0], (M, K)), unit.in_format)
+        b = fp8sim.quantize(rng.uniform(1, 4, (K, N)) * rng.choice([-1.0, 1.0], (K, N)), unit.b_format)
+    else:
+        a = fp8sim.quantize(rng.standard_normal((M, K)), unit.in_format, overflow="saturate")
+        b = fp8sim.quantize(rng.standard_normal((K, N)), unit.b_format, overflow="saturate")
+    a[rng.random((M, K)) < 0.05] = 0.0
+    a[3] = -0.0
+    return a, b
+
+
 def _nvidia_exact_tier_calls(monkeypatch):
     """Record whether each step of the NVIDIA exact tier computed its tile-step."""
     import fp8sim.accumulate as acc
@@ -715,14 +729,7 @@ def test_exact_tier_equals_twin(gpu, fa, fb, rng, monkeypatch):
     calls = _nvidia_exact_tier_calls(monkeypatch)
     unit = tensor_core(gpu, fa, b_format=fb)
     M, N, K = 24, 20, 3 * unit.block + 5
-    if fa == "bfloat16":
-        a = fp8sim.quantize(rng.uniform(1, 2, (M, K)) * rng.choice([-1.0, 1.0], (M, K)), fa)
-        b = fp8sim.quantize(rng.uniform(1, 4, (K, N)) * rng.choice([-1.0, 1.0], (K, N)), fa)
-    else:
-        a = fp8sim.quantize(rng.standard_normal((M, K)), unit.in_format, overflow="saturate")
-        b = fp8sim.quantize(rng.standard_normal((K, N)), unit.b_format, overflow="saturate")
-    a[rng.random((M, K)) < 0.05] = 0.0
-    a[3] = -0.0
+    a, b = exact_tier_operands(rng, unit, M, K, N)
     c = fp8sim.quantize(rng.standard_normal((M, N)) * 64, "float32")
     c[rng.random((M, N)) < 0.03] *= 2.0**40
     c[rng.random((M, N)) < 0.03] *= 2.0**-40

@@ -9,7 +9,7 @@ import fp8sim
 from fp8sim.hardware import tensor_core
 from fp8sim.reference import block_fma_dot, exact_block_dot, floor_sum_dot, ftz_dot
 
-from .test_accumulate import random_inputs, same
+from .test_accumulate import exact_tier_operands, random_inputs, same
 
 TWIN = {"ExactBlockUnit": exact_block_dot, "FTZUnit": ftz_dot, "FloorSumUnit": floor_sum_dot}
 
@@ -416,14 +416,7 @@ def test_floor_sum_exact_tier_equals_twin(fa, fb, rng, monkeypatch):
     calls = _exact_tier_calls(monkeypatch)
     unit = tensor_core("MI300X", fa, b_format=fb)
     M, N, K = 24, 16, 5 * unit.block + 3
-    if fa == "bfloat16":
-        a = fp8sim.quantize(rng.uniform(1, 2, (M, K)) * rng.choice([-1.0, 1.0], (M, K)), fa)
-        b = fp8sim.quantize(rng.uniform(1, 4, (K, N)) * rng.choice([-1.0, 1.0], (K, N)), fa)
-    else:
-        a = fp8sim.quantize(rng.standard_normal((M, K)), unit.in_format, overflow="saturate")
-        b = fp8sim.quantize(rng.standard_normal((K, N)), unit.b_format, overflow="saturate")
-    a[rng.random((M, K)) < 0.05] = 0.0
-    a[3] = -0.0
+    a, b = exact_tier_operands(rng, unit, M, K, N)
     c = fp8sim.quantize(rng.standard_normal((M, N)) * 2.0 ** rng.integers(-30, 30, (M, N)), "float32")
     c[rng.random((M, N)) < 0.2] = 0.0
     c[3, :4] = -0.0
