@@ -904,7 +904,7 @@ class ExactBlocks:
         self.skip = self.retry
 
 
-def _exact_tier(plan, M, N):
+def _exact_tier(plan):
     """The exact tier (:class:`ExactBlocks`) of a unit with a float64 chain state on the bit steps
     (``plan.f64`` without the float32 state: C in the alignment, truncation toward zero), or None.
 
@@ -1125,7 +1125,7 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
         chunk = unit.block * max(1, min(KMAJOR_CHUNK_K, KMAJOR_CHUNK // (M + N)) // unit.block)
     # a single row tile with the float32 step: runs of blocks in one loop (_f32_run)
     run = kmajor and state_f32 and rows >= M and (plan.f32_int or plan.sum_dtype == np.float32)
-    tier = _exact_tier(plan, M, N) if kmajor and not state_f32 else None
+    tier = _exact_tier(plan) if kmajor and not state_f32 else None
     done = 0
     for k0 in range(0, K, unit.block):
         if k0 < done:

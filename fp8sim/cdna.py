@@ -413,24 +413,23 @@ class _FastSums:
         P, ep = tbuf[:k, :r], ebuf[:k, :r]
         np.einsum("ki,kj->kij", aT, bk, out=P)
         np.add(eaT[:, :, None], ebk[:, None, :], out=ep)
-        E = ep.max(axis=0).astype(np.int32)
-        Ez = np.maximum(E, np.int32(self.lo))
-        scale = np.subtract(self.F + 127, Ez, dtype=np.int32)
-        scale <<= 23
-        P *= scale.view(np.float32)
         # two such sums (split_parity) add in int32 in join where k * 2**(F + 3) <= 2**31
-        return truncated_sum_k(P, self.ibuf, self.F, int32=k <= 1 << (28 - self.F)), E, Ez
+        return self._tsum(P, ep.max(axis=0).astype(np.int32), self.ibuf, k <= 1 << (28 - self.F))
 
     def isum_pairs(self, aT, bk, eaT, ebk):
         """:meth:`isum` of paired columns: the truncated sum over the leading axis of ``aT * bk`` (k, n),
         for n (row, column) pairs gathered from a tile, in float64 units."""
-        P = aT * bk
-        E = (eaT.astype(np.int32) + ebk).max(axis=0)
+        return self._tsum(aT * bk, (eaT.astype(np.int32) + ebk).max(axis=0), None, False)
+
+    def _tsum(self, P, E, ibuf, int32):
+        """The products ``P`` (k, ...) scaled onto the grid ``2**(Ez - F)`` of their largest exponents
+        ``E`` (``Ez = max(E, lo)``; the scale a float32 built from its bits), truncated and summed:
+        ``(I, E, Ez)``."""
         Ez = np.maximum(E, np.int32(self.lo))
         scale = np.subtract(self.F + 127, Ez, dtype=np.int32)
         scale <<= 23
         P *= scale.view(np.float32)
-        return truncated_sum_k(P, None, self.F), E, Ez
+        return truncated_sum_k(P, ibuf, self.F, int32=int32), E, Ez
 
     def join(self, unit, sums, c):
         """The rest of a FloorSumUnit step on (rows, N) from :meth:`isum`'s sums (one, or the even-k and

@@ -702,6 +702,24 @@ def exact_tier_operands(rng, unit, M, K, N):
     return a, b
 
 
+def check_bound_cases(rng, unit, twin, cases):
+    """Each case ``(a_row, b_col, c, expected)`` on the diagonal of a 24 x 24 product of one block,
+    among ordinary elements (uniform inputs in [1, 2), C in [64, 128)), so that an exact tier runs on
+    the tile and sends only the cases past its bounds elsewhere: engine equals twin bit for bit, and
+    each case gives its expected value."""
+    M, N = 24, 24
+    a = fp8sim.quantize(rng.uniform(1, 2, (M, unit.block)), unit.in_format)
+    b = fp8sim.quantize(rng.uniform(1, 2, (unit.block, N)), unit.in_format)
+    c = fp8sim.quantize(rng.uniform(64, 128, (M, N)), "float32")
+    for r, (ar, br, cr, _) in enumerate(cases):
+        a[r], b[:, r], c[r, r] = 0.0, 0.0, cr
+        a[r, :len(ar)], b[:len(br), r] = ar, br
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[twin(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
+    assert same(got, want).all()
+    assert [got[r, r] for r in range(len(cases))] == [x for *_, x in cases]
+
+
 def _nvidia_exact_tier_calls(monkeypatch):
     """Record whether each step of the NVIDIA exact tier computed its tile-step."""
     import fp8sim.accumulate as acc
@@ -755,19 +773,9 @@ def test_exact_tier_bounds(rng, monkeypatch):
       2**-15: 1024 - 80 * 2**-16, not 1024 - 84 * 2**-16."""
     calls = _nvidia_exact_tier_calls(monkeypatch)
     unit = tensor_core("B200", "e4m3")
-    M, N = 24, 24
-    a = fp8sim.quantize(rng.uniform(1, 2, (M, unit.block)), unit.in_format)
-    b = fp8sim.quantize(rng.uniform(1, 2, (unit.block, N)), unit.in_format)
-    c = fp8sim.quantize(rng.uniform(64, 128, (M, N)), "float32")
     t = 1.125 * 2.0**-5
     cases = [([1.0, 0.5], [1.0, 0.25], -(2.0**-3 + 2.0**-26), 1.0),
              ([t], [-t], 1536.0, 1536 - 80 * 2.0**-16),
              ([32.0, t], [32.0, -t], 0.0, 1024 - 80 * 2.0**-16)]
-    for r, (ar, br, cr, _) in enumerate(cases):
-        a[r], b[:, r], c[r, r] = 0.0, 0.0, cr
-        a[r, :len(ar)], b[:len(br), r] = ar, br
-    got = fp8sim.matmul(a, b, c, unit=unit)
-    want = np.array([[block_fma_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
-    assert same(got, want).all()
-    assert [got[r, r] for r in range(len(cases))] == [x for *_, x in cases]
+    check_bound_cases(rng, unit, block_fma_dot, cases)
     assert calls == [True]

@@ -9,7 +9,7 @@ import fp8sim
 from fp8sim.hardware import tensor_core
 from fp8sim.reference import block_fma_dot, exact_block_dot, floor_sum_dot, ftz_dot
 
-from .test_accumulate import exact_tier_operands, random_inputs, same
+from .test_accumulate import check_bound_cases, exact_tier_operands, random_inputs, same
 
 TWIN = {"ExactBlockUnit": exact_block_dot, "FTZUnit": ftz_dot, "FloorSumUnit": floor_sum_dot}
 
@@ -441,21 +441,11 @@ def test_floor_sum_exact_tier_bounds(rng, monkeypatch):
       C = 0 (which needs no bound on |C|, only the grid: S = 32 + 81 * 2**-19 + 81 * 2**-20)."""
     calls = _exact_tier_calls(monkeypatch)
     unit = tensor_core("MI300X", "e4m3fnuz")
-    M, N = 24, 24
-    a = fp8sim.quantize(rng.uniform(1, 2, (M, unit.block)), unit.in_format)
-    b = fp8sim.quantize(rng.uniform(1, 2, (unit.block, N)), unit.in_format)
-    c = fp8sim.quantize(rng.uniform(64, 128, (M, N)), "float32")
     cases = [([1.0], [1.0], (2.0**21 + 2.75) * 2.0**-23, 1.25 + 2.0**-22),
              ([1.125 * 2.0**-6, 1.125 * 2.0**-7], [1.5 * 2.0**-6, 1.125 * 2.0**-7], 2.0**12 - 2.0**-12, 2.0**12),
              ([8.0, 1.125 * 2.0**-7], [4.0, 1.125 * 2.0**-7], 384.0, 416.0 + 2.0**-14),
              ([8.0, 1.125 * 2.0**-7, 1.125 * 2.0**-7], [4.0, 1.125 * 2.0**-7, 1.125 * 2.0**-6], 0.0, 32 + 60 * 2.0**-18)]
-    for r, (ar, br, cr, _) in enumerate(cases):
-        a[r], b[:, r], c[r, r] = 0.0, 0.0, cr
-        a[r, :len(ar)], b[:len(br), r] = ar, br
-    got = fp8sim.matmul(a, b, c, unit=unit)
-    want = np.array([[floor_sum_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
-    assert same(got, want).all()
-    assert [got[r, r] for r in range(len(cases))] == [x for *_, x in cases]
+    check_bound_cases(rng, unit, floor_sum_dot, cases)
     assert calls == [True]
 
 
