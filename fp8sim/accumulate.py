@@ -1037,6 +1037,16 @@ def _special_counts(a, bt, paired=False):
     return nan > 0, pinf > 0, ninf > 0
 
 
+def _with_specials(res, cm, a_blk, b_blk, paired):
+    """A step's result ``res`` over a tile whose inputs or C ``cm`` hold a non-finite value: C's specials
+    kept, the special products' Inf / NaN applied."""
+    cm64 = cm.astype(np.float64)
+    counts = _special_counts(a_blk, b_blk, paired)
+    if counts is None:
+        counts = (np.zeros(res.shape, bool),) * 3
+    return _apply_specials(np.where(np.isfinite(cm64), res, cm64), cm64, counts)
+
+
 def _apply_specials(result, c, counts):
     """Combine a step's finite result with its special products and C."""
     nan, pinf, ninf = counts
@@ -1048,6 +1058,10 @@ def _apply_specials(result, c, counts):
 
 #: products per row tile of the k-major engine: block * rows * N close to this (a few MB, cache-sized)
 KMAJOR_TILE = 1 << 19
+#: and at most this many (row, column) elements per tile (rows * N), which keeps the per-step state
+#: work cache-sized for small blocks: blocks of 4 and 8 measured 5-10% faster with it than with
+#: KMAJOR_TILE alone (experiments/benchmark_matmul.py's units table); blocks of 32 unchanged
+KMAJOR_PLANE = 1 << 14
 #: the k-major engine prepares its operands for at most KMAJOR_CHUNK_K elements of K at a time, and at
 #: most about KMAJOR_CHUNK values of both operands together (at least one block)
 KMAJOR_CHUNK_K = 128
@@ -1112,6 +1126,8 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
     if state_f32 and not np.array_equal(out.astype(np.float64), c, equal_nan=True):
         out, state_f32 = np.array(c, dtype=np.float64, copy=True), False
     rows = max(1, min(M, tile_elems // max(1, N * unit.block)))
+    if kmajor:
+        rows = max(1, min(rows, KMAJOR_PLANE // max(1, N)))
     cplane = int(state_f32 and plan.f32_int)  # the float32 step's plane for C in int32 sums
     if kmajor:
         tbuf = np.empty((unit.block + cplane, rows, N), dt)
@@ -1123,17 +1139,48 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
     chunk = unit.block
     if kmajor:
         chunk = unit.block * max(1, min(KMAJOR_CHUNK_K, KMAJOR_CHUNK // (M + N)) // unit.block)
-    # a single row tile with the float32 step: runs of blocks in one loop (_f32_run)
-    run = kmajor and state_f32 and rows >= M and (plan.f32_int or plan.sum_dtype == np.float32)
+    # the float32 step: each row tile runs through a chunk's full blocks in one loop (_f32_run)
+    run = kmajor and state_f32 and (plan.f32_int or plan.sum_dtype == np.float32)
     tier = _exact_tier(plan) if kmajor and not state_f32 else None
+
+    def put(m0, m1, res, bits):
+        # a step on bits over every row gives a new array of the state's type: it becomes the state
+        nonlocal out
+        if bits and m1 - m0 == M:
+            out = res
+        else:
+            out[m0:m1] = res
+
+    def kmajor_step(k0, m0, m1):
+        """One block (from k0, in the current chunk) for the row tile m0:m1, into the state."""
+        k1 = min(k0 + unit.block, K)
+        kb, j, r, cm = k1 - k0, k0 % chunk, m1 - m0, out[m0:m1]
+        if tier is not None and not special_c:
+            res = _exact_f64_step(tier, plan, a[:, k0:k1], b[k0:k1], j, m0, m1, cm)
+            if res is not None:
+                return put(m0, m1, res, True)
+        a_t, b_blk = a[m0:m1, k0:k1], b[k0:k1].T
+        special = special_c and not (np.isfinite(a_t).all() and np.isfinite(b_blk).all())
+        args = (plan, aT_c[j:j + kb, m0:m1], eaT_c[j:j + kb, m0:m1], bk_c[j:j + kb], ebk_c[j:j + kb])
+        # the steps on bits first, on the state as it is: a non-finite C lies outside their range
+        try_bits = not special and (plan.f64 or (plan.f32 and state_f32))
+        res = (_step_kmajor(*args, cm, tbuf[:kb + cplane, :r], ebuf[:kb, :r], general=False)
+               if try_bits else None)
+        if res is not None:
+            return put(m0, m1, res, True)
+        plain = not special and np.isfinite(cm).all()
+        res = _step_kmajor(*args, cm if plain else np.where(np.isfinite(cm), cm, 0).astype(np.float64),
+                           tbuf[:kb + cplane, :r], ebuf[:kb, :r], formed=try_bits)
+        if not plain:
+            res = _with_specials(res, cm, a_t, b_blk, False)
+        put(m0, m1, res, False)
+
     done = 0
     for k0 in range(0, K, unit.block):
         if k0 < done:
             continue
         k1 = min(k0 + unit.block, K)
         kb = k1 - k0
-        a_blk = a[:, k0:k1]
-        b_blk = b[:, k0:k1] if paired else b[k0:k1].T  # (rows or N, k)
         if kmajor:
             if k0 % chunk == 0:  # (k, M) and (k, N) for the chunk, contiguous along the long axis
                 c1 = min(k0 + chunk, K)
@@ -1143,62 +1190,43 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
             j = k0 % chunk
             if run and not special_c and kb == unit.block:
                 jf = j + (min(aT_c.shape[0] - j, K - k0) // unit.block) * unit.block  # the chunk's full blocks
-                out, jr = _f32_run(plan, aT_c, eaT_c, bk_c, ebk_c, out, j, jf, tbuf, ebuf)
-                done = k0 + jr - j
-                if jr > j:
-                    continue
-            aT, eaT, bk, ebk = aT_c[j:j + kb], eaT_c[j:j + kb], bk_c[j:j + kb], ebk_c[j:j + kb]
-            special = special_c and not (np.isfinite(a_blk).all() and np.isfinite(b_blk).all())
+                for m0 in range(0, M, rows):
+                    m1, jj = min(m0 + rows, M), j
+                    r = m1 - m0
+                    while jj < jf:
+                        res, stop = _f32_run(plan, aT_c[:, m0:m1], eaT_c[:, m0:m1], bk_c, ebk_c, out[m0:m1],
+                                             jj, jf, tbuf[:, :r], ebuf[:, :r])
+                        put(m0, m1, res, True)
+                        if stop < jf:  # a range check failed: that block takes the per-block path
+                            kmajor_step(k0 + stop - j, m0, m1)
+                            stop += unit.block
+                        jj = stop
+                done = k0 + jf - j
+                continue
+            for m0 in range(0, M, rows):
+                kmajor_step(k0, m0, min(m0 + rows, M))
+            continue
+        a_blk = a[:, k0:k1]
+        b_blk = b[:, k0:k1] if paired else b[k0:k1].T  # (rows or N, k)
+        special = not (np.isfinite(a_blk).all() and np.isfinite(b_blk).all())
+        if special:
+            a_fin = np.where(np.isfinite(a_blk), a_blk, 0.0)
+            b_fin = np.where(np.isfinite(b_blk), b_blk, 0.0)
         else:
-            special = not (np.isfinite(a_blk).all() and np.isfinite(b_blk).all())
-            if special:
-                a_fin = np.where(np.isfinite(a_blk), a_blk, 0.0)
-                b_fin = np.where(np.isfinite(b_blk), b_blk, 0.0)
-            else:
-                a_fin, b_fin = a_blk, b_blk
-            ea, eb = plan.exponents(a_fin, unit.in_format), plan.exponents(b_fin, unit.b_format)
-            a_fin, b_fin = a_fin.astype(dt), b_fin.astype(dt)
+            a_fin, b_fin = a_blk, b_blk
+        ea, eb = plan.exponents(a_fin, unit.in_format), plan.exponents(b_fin, unit.b_format)
+        a_fin, b_fin = a_fin.astype(dt), b_fin.astype(dt)
         for m0 in range(0, M, rows):
             m1 = min(m0 + rows, M)
             cm = out[m0:m1]
-            if kmajor:
-                r = m1 - m0
-                if tier is not None and not special_c:
-                    res = _exact_f64_step(tier, plan, a_blk, b[k0:k1], j, m0, m1, cm)
-                    if res is not None:
-                        if r == M:
-                            out = res
-                        else:
-                            out[m0:m1] = res
-                        continue
-                args = (plan, aT[:, m0:m1], eaT[:, m0:m1], bk, ebk)
-                # the steps on bits first, on the state as it is: a non-finite C lies outside their range
-                try_bits = not special and (plan.f64 or (plan.f32 and state_f32))
-                res = (_step_kmajor(*args, cm, tbuf[:kb + cplane, :r], ebuf[:kb, :r], general=False)
-                       if try_bits else None)
-                if res is not None:
-                    if r == M:  # one tile: the step's result (a new array) becomes the state
-                        out = res
-                    else:
-                        out[m0:m1] = res
-                    continue
-                plain = not special and np.isfinite(cm).all()
-                res = _step_kmajor(*args, cm if plain else np.where(np.isfinite(cm), cm, 0).astype(np.float64),
-                                   tbuf[:kb + cplane, :r], ebuf[:kb, :r], formed=try_bits)
+            plain = not special and np.isfinite(cm).all()
+            if paired:
+                b3, eb3 = b_fin[m0:m1, None, :], eb[m0:m1, None, :]
             else:
-                plain = not special and np.isfinite(cm).all()
-                if paired:
-                    b3, eb3 = b_fin[m0:m1, None, :], eb[m0:m1, None, :]
-                else:
-                    b3, eb3 = b_fin[None], eb[None]
-                res = _step(plan, a_fin[m0:m1, None, :], ea[m0:m1, None, :], b3, eb3,
-                            cm if plain else np.where(np.isfinite(cm), cm, 0.0))
+                b3, eb3 = b_fin[None], eb[None]
+            res = _step(plan, a_fin[m0:m1, None, :], ea[m0:m1, None, :], b3, eb3,
+                        cm if plain else np.where(np.isfinite(cm), cm, 0.0))
             if not plain:
-                cm64 = cm.astype(np.float64)
-                fin = np.isfinite(cm64)
-                counts = _special_counts(a_blk[m0:m1], b_blk[m0:m1] if paired else b_blk, paired)
-                if counts is None:
-                    counts = (np.zeros(res.shape, bool),) * 3
-                res = _apply_specials(np.where(fin, res, cm64), cm64, counts)
+                res = _with_specials(res, cm, a_blk[m0:m1], b_blk[m0:m1] if paired else b_blk, paired)
             out[m0:m1] = res
     return out.astype(np.float64, copy=False)

@@ -215,8 +215,10 @@ def cdna_chain(a, b, c, unit, *, paired=False):
     return out
 
 
-#: products per row tile of the whole-array FloorSumUnit engine
+#: products per row tile of the whole-array FloorSumUnit engine, and (row, column) elements per tile
+#: (as :data:`fp8sim.accumulate.KMAJOR_PLANE`: blocks of 4 and 8 measured faster with it)
 FLOOR_TILE = 1 << 19
+FLOOR_PLANE = 1 << 14
 #: K elements per pass of the whole-array FTZUnit engine (a multiple of every group)
 FTZ_CHUNK = 64
 
@@ -303,7 +305,7 @@ def _floor_sum_chain_fast(unit, a, b, out):
     N = b.shape[1]
     F = unit.align_bits
     fa, fb = unit.in_format, unit.b_format
-    rows = max(1, min(M, FLOOR_TILE // max(1, N * unit.block)))
+    rows = max(1, min(M, FLOOR_TILE // max(1, N * unit.block), FLOOR_PLANE // max(1, N)))
     fast = _FastSums(unit, a, b)
     if fast.ok:
         half = (unit.block + 1) // 2 if unit.split_parity else unit.block

@@ -618,14 +618,17 @@ def test_zero_input_never_sets_the_alignment(unit, rng):
     assert same(got, reference_matmul(a, b, c, unit)).all()
 
 
+@pytest.mark.parametrize("tiles", [False, True], ids=["one_tile", "row_tiles"])
 @pytest.mark.parametrize("unit", [tensor_core("H100", "e4m3"), tensor_core("A100", "bfloat16"),
                                   tensor_core("A100", "tf32")], ids=lambda u: u.name)
-def test_float32_runs_stop_and_resume_mid_chunk(unit, rng, monkeypatch):
-    """The k-major engine runs a chunk's blocks through the float32 step in one loop (_f32_run) where one
-    row tile holds every row.  Here block 1 cancels block 0 exactly (products of +-1, C = 0) and block
-    2 is all zeros, so the range check fails inside the first chunk (no products and a zero C): the
-    run must stop there, that block take the per-block path from the state before it, and the run
-    resume at block 3.  The runs seen are exactly those; both engines and the twin agree."""
+def test_float32_runs_stop_and_resume_mid_chunk(unit, tiles, rng, monkeypatch):
+    """The k-major engine runs each row tile through a chunk's blocks with the float32 step in one loop
+    (_f32_run).  Here block 1 cancels block 0 exactly (products of +-1, C = 0) and block 2 is all
+    zeros, so the range check fails inside the first chunk (no products and a zero C): the run must
+    stop there, that block take the per-block path from the state before it, and the run resume at
+    block 3.  With one row per tile (``tiles``), only row 0 has the zero block: its tile stops and
+    resumes, the others run through.  The runs seen are exactly those; both engines and the twin
+    agree."""
     from fp8sim import accumulate
 
     f, blk = unit.in_format, unit.block
@@ -635,7 +638,7 @@ def test_float32_runs_stop_and_resume_mid_chunk(unit, rng, monkeypatch):
     a[:, :blk] = rng.choice([-1.0, 1.0], (M, blk))
     a[:, blk:2 * blk] = -a[:, :blk]
     b[:2 * blk] = 1.0
-    a[:, 2 * blk:3 * blk] = 0.0
+    a[0 if tiles else slice(None), 2 * blk:3 * blk] = 0.0
     runs = []
     run = accumulate._f32_run
 
@@ -645,9 +648,14 @@ def test_float32_runs_stop_and_resume_mid_chunk(unit, rng, monkeypatch):
         return c, stop
 
     monkeypatch.setattr(accumulate, "_f32_run", recorded)
+    if tiles:
+        monkeypatch.setattr(accumulate, "KMAJOR_PLANE", N)
     c = np.zeros((M, N))
     got = dot_chain(a, b, c, unit)
-    assert runs == [(0, 2 * blk), (2 * blk, 2 * blk), (3 * blk, 128), (0, 128)]
+    if tiles:
+        assert runs == [(0, 2 * blk), (3 * blk, 128), (0, 128), (0, 128)] + [(0, 128)] * 3
+    else:
+        assert runs == [(0, 2 * blk), (3 * blk, 128), (0, 128)]
     assert same(got, dot_chain(a, b, c, unit, engine="classic")).all()
     assert same(got, reference_matmul(a, b, c, unit)).all()
 
