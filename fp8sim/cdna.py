@@ -330,6 +330,8 @@ def _floor_sum_chain_fast(unit, a, b, out):
                 ops_c = (aT_c, bk_c, fast.exponents(aT_c, fa), fast.exponents(bk_c, fb))
             if exact is not None:
                 exact.prepare(*ops_c)
+            # a block without products needs a zero input
+            dead = (ops_c[2] == fast.range.no_exp).any() or (ops_c[3] == fast.range.no_exp).any()
         finite_in = fast.ok and finite_c or (np.isfinite(ab).all() and np.isfinite(bb).all())
         if fast.ok and finite_in:
             j = k0 % chunk
@@ -338,13 +340,19 @@ def _floor_sum_chain_fast(unit, a, b, out):
             for m0 in range(0, M, rows):
                 m1 = min(m0 + rows, M)
                 c = out[m0:m1]
-                if not np.isfinite(c).all():
+                # (join_into checks C itself: a non-finite C fails its bound)
+                if not fast.join_fast and not np.isfinite(c).all():
                     out[m0:m1] = _general_block(unit, ab[m0:m1], bb, c)
                     continue
                 if exact is not None and exact.step(unit, ab, bb, j, m0, m1, c):
                     continue
                 sums = [fast.isum(x[:, m0:m1], y, ex[:, m0:m1], ey, tbuf, ebuf) for x, y, ex, ey in ops]
-                out[m0:m1] = fast.join(unit, sums, c)
+                if fast.join_fast and fast.join_into(unit, sums, c, dead):
+                    continue
+                if not np.isfinite(c).all():
+                    out[m0:m1] = _general_block(unit, ab[m0:m1], bb, c)
+                else:
+                    out[m0:m1] = fast.join(unit, sums, c)
             continue
         aT, bk = np.ascontiguousarray(ab.T), np.ascontiguousarray(bb)
         eaT32, ebk32 = _exps(aT, fa).astype(np.int32), _exps(bk, fb).astype(np.int32)
@@ -405,6 +413,13 @@ class _FastSums:
         self.ok = (pr.products32 and F - pr.lo <= 127 and F - pr.hi >= -126
                    and pr.no_exp + pr.top < pr.lo and units_ok)
         self.ibuf = None  # the int32 buffer of isum's sums (set by the chain that owns the buffers)
+        # join_into (one sum, no dropped C; its docstring): C exact on its own grid (F >= 23); a C more
+        # than join_bits - F binades above the sum's grid outweighs the sum (|sum| < 2**(Ez + 2 + L),
+        # L = ceil(log2 block)) enough that the floor to frac_bits + 1 bits is the coarser one
+        self.join_fast = (self.ok and not unit.split_parity and unit.c_drop_bits is None and F >= 23
+                          and unit.join_bits - F >= 2 + math.ceil(math.log2(unit.block))
+                          and unit.frac_bits + 1 <= unit.join_bits and unit.frac_bits <= 51
+                          and pr.lo - F >= -126)
 
     def isum(self, aT, bk, eaT, ebk, tbuf, ebuf):
         """One truncated sum over the leading axis of aT (k, r) x bk (k, n): ``(I, E, Ez)``, with ``E`` the
@@ -432,6 +447,49 @@ class _FastSums:
         scale <<= 23
         P *= scale.view(np.float32)
         return truncated_sum_k(P, ibuf, self.F, int32=int32), E, Ez
+
+    def join_into(self, unit, sums, c, dead):
+        """:meth:`join` for one sum (``join_fast``), written into the chain state ``c`` (a view, finite
+        FP32 values as float64) in place; ``dead``: whether a block without products may occur.
+
+        With ``t = C * 2**(F - Ez)`` (C on the sum's grid ``2**(Ez - F)``, exact) and ``X = I +
+        floor(t)``, ``x = X * 2**(Ez - F)`` (exact in float64 while ``|t| < 2**52``; checked) is the
+        join's sum before its last floor: if ``e_C <= Ez``, ``e_max = Ez``, C's floor is ``floor(t)``
+        and the sum's floor onto the finer ``2**(Ez - join_bits)`` is exact; if ``e_C > Ez``, C lies
+        on ``2**(e_C - F)`` (F >= 23, ``floor(t) = t``) and the sum's floor onto ``2**(e_C -
+        join_bits)`` is exact while ``e_C - Ez <= join_bits - F``; beyond it, ``|x| >= 2**(e_C - 1)``
+        (``join_bits - F >= 2 + ceil(log2 block)``), so that floor followed by the floor to
+        ``frac_bits + 1`` significant bits is the latter alone (``frac_bits + 1 <= join_bits``).
+        So the step is ``x`` floored to ``frac_bits + 1`` bits (its float64 fraction masked, as
+        :meth:`join` does) and cast to float32, the one nearest-even rounding.  (A zero X is +0: ``I``
+        is +0 then.)  A block without products (``E < lo``; only where ``dead``) has no grid of its
+        own: its step is C (+0 for -0), as in :meth:`join`.  False (``c`` untouched) where some
+        ``|t| >= 2**52`` (C 28 binades above the products: the caller takes :meth:`join`; defensive,
+        for these units the rounded ``X`` there gives the same bits, ``tests/test_cdna.py`` finds no
+        difference) or C is not finite (the caller's general step)."""
+        I0, E, Ez = sums[0]
+        sb = np.subtract(self.F + 1023, Ez, dtype=np.int64)
+        sb <<= 52  # 2**(F - Ez) as float64 bits
+        t = c * sb.view(np.float64)
+        np.floor(t, out=t)
+        if not (t.max(initial=0.0) < 2.0**52 and t.min(initial=0.0) > -(2.0**52)):
+            return False  # (also a non-finite C)
+        t += I0
+        np.subtract(np.int64(2046 << 52), sb, out=sb)  # 2**(Ez - F)
+        t *= sb.view(np.float64)
+        low = (1 << (52 - unit.frac_bits)) - 1
+        # the floor to frac_bits + 1 significant bits: a negative value with lost bits gains one unit
+        lost = (t.view(np.uint64) & np.uint64((1 << 63) | low)) > np.uint64(1 << 63)
+        bits = t.view(np.int64)
+        bits &= np.int64(~low)
+        np.add(bits, np.int64(low + 1), out=bits, where=lost)
+        if dead:
+            none = E < self.lo
+            if none.any():
+                np.add(c, 0.0, out=t, where=none)
+        with np.errstate(over="ignore"):
+            c[...] = t.astype(np.float32)
+        return True
 
     def join(self, unit, sums, c):
         """The rest of a FloorSumUnit step on (rows, N) from :meth:`isum`'s sums (one, or the even-k and

@@ -473,3 +473,48 @@ def test_exact_tiers_equal_twin_at_k4096(gpu, fa, rng, monkeypatch):
     want = np.array([[twin(a[i], b[:, j], 0.0, unit) for j in range(8)] for i in range(8)])
     assert same(got, want).all()
     assert sum(ran) > 4096 // unit.block // 2
+
+
+@pytest.mark.parametrize("fa", ["bfloat16", "float16", "tf32"])
+def test_floor_sum_join_into_equals_twin(fa, rng, monkeypatch):
+    """The single-sum join on the chain state (_FastSums.join_into) against the twin, C from 2**-40 to
+    2**25 times the products (both signs, random FP32 significands): C far below the sum's grid
+    (floored, a negative one by one unit), near it, up to and past join_bits - F binades above it (the
+    sum floored onto C's grid); blocks without products (a zero row of a) with a tiny C or -0; a
+    midpoint that only the floor onto C's grid shows; and C 2**60 above the products, beyond 2**52
+    on their grid (the tile takes join).  The fast join is the path taken."""
+    from fp8sim import cdna
+
+    unit = tensor_core("MI300X", fa)
+    fmt = unit.in_format
+    M, N, K = 101, 6, 3 * unit.block
+    a = fp8sim.quantize(rng.uniform(1, 2, (M, K)) * rng.choice([-1.0, 1.0], (M, K)), fmt)
+    b = fp8sim.quantize(rng.uniform(1, 2, (K, N)) * rng.choice([-1.0, 1.0], (K, N)), fmt)
+    a[rng.random((M, K)) < 0.05] = 0.0
+    a[::7] = 0.0                                       # rows without products: the result is C
+    shift = np.arange(M * N).reshape(M, N) % 66 - 40   # C's binade relative to the products'
+    c = (rng.uniform(1, 2, (M, N)) * 2.0**shift * rng.choice([-1.0, 1.0], (M, N))).astype(np.float32)
+    c = c.astype(np.float64)
+    c[0, 0], c[7, 1] = -0.0, 2.0**-40
+    monkeypatch.setattr(cdna._ExactSums, "for_unit", classmethod(lambda cls, unit, fast: None))  # (BF16's)
+    calls = []
+    join_into = cdna._FastSums.join_into
+    monkeypatch.setattr(cdna._FastSums, "join_into",
+                        lambda self, *args: calls.append(1) or join_into(self, *args))
+    for rows in (M, 9):                                 # one row tile, and several
+        monkeypatch.setattr(cdna, "FLOOR_PLANE", rows * N)
+        got = fp8sim.matmul(a, b, c, unit=unit)
+        want = np.array([[floor_sum_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
+        assert same(got, want).all()
+    assert cdna._FastSums(unit, a, b).join_fast and len(calls) == 3 + 3 * 12
+    # C = +-2**24 and the products 1 and 2**-16 (24 binades below C): x = C + 1 + 2**-16 has bits below
+    # C's 2**-8 grid; floored there (the join) it is the midpoint C + 1, which rounds to even (C);
+    # unfloored it would round away.  Negative: the floor gives -(C + 1 + 2**-8), rounding to -(C + 2)
+    a1 = np.zeros((2, unit.block))
+    a1[:, :2] = [[1.0, 2.0**-8], [-1.0, -(2.0**-8)]]
+    b1 = np.zeros((unit.block, 1))
+    b1[:2, 0] = [1.0, 2.0**-8]
+    for c1, want1 in (([2.0**24, -(2.0**24)], [2.0**24, -(2.0**24 + 2)]),
+                      ([2.0**60, -(2.0**60)], [2.0**60, -(2.0**60)])):
+        got = fp8sim.matmul(a1, b1, np.array(c1)[:, None], unit=unit)[:, 0]
+        assert got.tolist() == want1 == [floor_sum_dot(a1[i], b1[:, 0], c1[i], unit) for i in range(2)]
