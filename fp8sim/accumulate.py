@@ -585,6 +585,10 @@ class _Plan:
         # biased exponents E (= E + 127) for which the float32 step is exact: 2**-(F - E) and
         # 2**(F - E) float32 normals, and the result below 2**128
         self.f32_range = (max(unit.align_bits + 1, lo + 127), 253 - L)
+        # ... which no block without a zero input leaves, by the data's range (_f32_in_range), while
+        # C stays below 2**f32_cbound
+        self.f32_static = lo + 127 >= unit.align_bits + 1 and pr.hi + 125 <= 253 - L
+        self.f32_cbound = 127 - L
         self.f32_mask = np.int32(~((1 << (23 - unit.out_frac_bits)) - 1))
         # the step with C outside the alignment (_sum_then_add_c): the products' truncated sum on float32
         # terms, truncated to FP32 by masking and C added with one nearest-even rounding; exact when
@@ -649,7 +653,7 @@ def _step_kmajor(plan, aT, eaT, b, eb, c, tbuf, ebuf, general=True, formed=False
     np.add(eaT[:, :, None], eb[:, None, :], out=ebuf)
     E = np.add(ebuf.max(axis=0), 127, dtype=np.int32)
     if c.dtype == np.float32:
-        r = _align_and_sum_f32(plan, E, full, c)
+        r = _align_and_sum_f32(plan, np.left_shift(E, 23), full, c)
         if r is not None or not general:
             return r
         c = c.astype(np.float64)
@@ -687,31 +691,33 @@ def _sum_then_add_c(plan, E, terms, c):
     return add_fp32_values(s, c)
 
 
-def _align_and_sum_f32(plan, E, terms, c):
-    """The step on float32 / int32 bits: ``E`` biased maximum product exponents (r, n), ``terms``
-    (k, r, n) exact float32 products, ``c`` (r, n) float32 chain state, finite.
+def _align_and_sum_f32(plan, E23, terms, c, check=True):
+    """The step on float32 / int32 bits: ``E23`` biased maximum product exponents (r, n) in float32's
+    exponent field (``(E + 127) << 23``), ``terms`` (k, r, n) exact float32 products, ``c`` (r, n)
+    float32 chain state, finite.
 
     With ``Eb = max(E, exponent field of C)`` (C in the alignment; a zero C
-    has field 0), the grid scale ``2**(F - E)`` and its inverse are built as
-    float32 bit patterns, terms and C are scaled and truncated exactly (the
-    scale is a power of two, the results are integers below ``2**24``), and
-    the sum times ``2**(E - F)`` is a float32 normal (``Eb >= F + 1`` and the
-    sum is an integer) below ``2**128``, so masking its low fraction bits
-    truncates it onto the result format.  ``None`` when some ``Eb`` lies
-    outside that range (a subnormal or huge C, an all-zero block with a zero
-    or tiny C; ``Eb >= min_exp + 127`` also tells real exponents from those
-    of zero products): the caller takes the general step for this tile.
+    has field 0; both compared in place, as fields), the grid scale
+    ``2**(F - E)`` and its inverse are built as float32 bit patterns, terms
+    and C are scaled and truncated exactly (the scale is a power of two, the
+    results are integers below ``2**24``), and the sum times ``2**(E - F)``
+    is a float32 normal (``Eb >= F + 1`` and the sum is an integer) below
+    ``2**128``, so masking its low fraction bits truncates it onto the result
+    format.  ``None`` when some ``Eb`` lies outside that range (a subnormal
+    or huge C, an all-zero block with a zero or tiny C; ``Eb >= min_exp +
+    127`` also tells real exponents from those of zero products): the caller
+    takes the general step for this tile.  ``check=False``: the caller has
+    shown the range holds (:func:`_f32_in_range`).
     """
-    cf = c.view(np.int32) >> 23
-    cf &= 0xFF
-    Eb = np.maximum(E, cf, out=cf)
-    lo, hi = plan.f32_range
-    if Eb.min() < lo or Eb.max() > hi:
-        return None
+    Eb = c.view(np.int32) & np.int32(0x7F800000)
+    np.maximum(E23, Eb, out=Eb)
+    if check:
+        lo, hi = plan.f32_range
+        if Eb.min() < lo << 23 or Eb.max() > hi << 23:
+            return None
     F = plan.unit.align_bits
-    scale = np.subtract(F + 254, Eb, dtype=np.int32)
-    scale <<= 23
-    scale = scale.view(np.float32)
+    # (F + 254 - Eb) << 23, in uint32: the constant does not fit int32, the result does
+    scale = np.subtract(np.uint32((F + 254) << 23), Eb.view(np.uint32)).view(np.float32)
     if plan.f32_int:
         return _int_sum_f32(plan, Eb, scale, terms, c)
     terms *= scale
@@ -720,12 +726,27 @@ def _align_and_sum_f32(plan, E, terms, c):
     ct = c * scale
     np.trunc(ct, out=ct)
     s += ct
-    inv = np.subtract(Eb, F, dtype=np.int32)
-    inv <<= 23
-    s *= inv.view(np.float32)
+    Eb -= np.int32(F << 23)  # 2**(E - F)
+    s *= Eb.view(np.float32)
     bits = s.view(np.int32)
     bits &= plan.f32_mask
     return s
+
+
+def _f32_in_range(plan, aT, eaT, bk, ebk, c):
+    """Whether every block of a run (``aT`` (k, r), ``bk`` (k, n) and their exponents: the run's
+    products) from the float32 state ``c`` keeps :func:`_align_and_sum_f32`'s range, shown once for
+    the run: no zero input (so every block has a non-zero product and ``E >= lo``, with ``lo + 127
+    >= F + 1`` and ``hi + 125 <= 253 - L`` by the data, ``plan.f32_static``), and C stays below
+    ``2**(127 - L)`` (each step's result is at most ``|C| + sum |p|`` in magnitude: every
+    truncation is toward zero), bounded by ``max|C| + k * max|a| * max|b|``, doubled for the
+    bound's own rounding.  (With the int8 exponents a float32 plan needs, products stay below
+    2**58, so in practice only a C that starts near FP32's top fails the bound.)"""
+    if not plan.f32_static or eaT.min(initial=0) <= plan.no_exp or ebk.min(initial=0) <= plan.no_exp:
+        return False
+    amax, bmax = float(np.abs(aT).max(initial=0.0)), float(np.abs(bk).max(initial=0.0))
+    cmax = float(np.abs(c).max(initial=0.0))
+    return 2 * (cmax + aT.shape[0] * amax * bmax) < 2.0 ** plan.f32_cbound
 
 
 def _int_sum_f32(plan, Eb, scale, terms, c):
@@ -744,9 +765,8 @@ def _int_sum_f32(plan, Eb, scale, terms, c):
     bits = s.view(np.uint64)
     bits &= plan.rtz_mask
     r = s.astype(np.float32)
-    # 2**(E - F) from the bits of 2**(F - E): biased exponents summing to 254
-    inv = np.subtract(np.int32(254 << 23), scale.view(np.int32), out=Eb)
-    r *= inv.view(np.float32)
+    Eb -= np.int32(plan.unit.align_bits << 23)  # 2**(E - F)
+    r *= Eb.view(np.float32)
     return r
 
 
@@ -758,10 +778,13 @@ def _f32_run(plan, aT_c, eaT_c, bk_c, ebk_c, c, j0, j1, tbuf, ebuf):
     per-block path, from the state before it)."""
     k = plan.unit.block
     terms = tbuf[:k]
+    check = not _f32_in_range(plan, aT_c[j0:j1], eaT_c[j0:j1], bk_c[j0:j1], ebk_c[j0:j1], c)
     for j in range(j0, j1, k):
         np.einsum("ki,kj->kij", aT_c[j:j + k], bk_c[j:j + k], out=terms)
         np.add(eaT_c[j:j + k, :, None], ebk_c[j:j + k, None, :], out=ebuf)
-        r = _align_and_sum_f32(plan, np.add(ebuf.max(axis=0), 127, dtype=np.int32), tbuf, c)
+        E23 = np.add(ebuf.max(axis=0), 127, dtype=np.int32)
+        E23 <<= 23
+        r = _align_and_sum_f32(plan, E23, tbuf, c, check)
         if r is None:
             return c, j
         c = r

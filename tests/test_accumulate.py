@@ -660,6 +660,40 @@ def test_float32_runs_stop_and_resume_mid_chunk(unit, tiles, rng, monkeypatch):
     assert same(got, reference_matmul(a, b, c, unit)).all()
 
 
+@pytest.mark.parametrize("gpu, fmt", [("A100", "tf32"), ("H100", "e4m3"), ("V100", "float16")])
+def test_float32_runs_unchecked_only_in_range(gpu, fmt, rng, monkeypatch):
+    """A float32 run skips the per-step range check only where it has shown, once, that the range
+    holds for the whole run (_f32_in_range): no zero input, and C bounded below 2**(127 - L).  One
+    row per tile: ordinary rows run unchecked; a row with a zero input, and one whose C starts at
+    2**126, run checked (the latter's steps leave the range and take the per-block path).  Engine,
+    classic engine and twin agree."""
+    from fp8sim import accumulate
+
+    unit = tensor_core(gpu, fmt)
+    f, M, K, N = unit.in_format, 4, 2 * 128, 3
+    a = fp8sim.quantize(rng.uniform(1, 2, (M, K)) * rng.choice([-1.0, 1.0], (M, K)), f)
+    b = fp8sim.quantize(rng.uniform(1, 2, (K, N)) * rng.choice([-1.0, 1.0], (K, N)), f)
+    a[1, 130] = 0.0                                     # a zero input in row 1's second chunk
+    c = fp8sim.quantize(rng.standard_normal((M, N)), "float32")
+    c[2] = 1.5 * 2.0**126
+    assert accumulate._Plan(unit, a, b).f32_static
+    seen = {}
+    run = accumulate._f32_in_range
+
+    def recorded(plan, aT, eaT, bk, ebk, c):
+        kind = "huge C" if np.abs(c).max() >= 2.0**125 else "zero" if (eaT == plan.no_exp).any() else "plain"
+        seen.setdefault(kind, []).append(run(plan, aT, eaT, bk, ebk, c))
+        return seen[kind][-1]
+
+    monkeypatch.setattr(accumulate, "_f32_in_range", recorded)
+    monkeypatch.setattr(accumulate, "KMAJOR_PLANE", N)
+    got = dot_chain(a, b, c, unit)
+    assert {k: set(v) for k, v in seen.items()} == {"plain": {True}, "zero": {False}, "huge C": {False}}
+    assert len(seen["plain"]) == 2 * 3 - 1 and len(seen["zero"]) == 1   # rows 0, 1, 3; row 1 in chunk 1
+    assert same(got, dot_chain(a, b, c, unit, engine="classic")).all()
+    assert same(got, reference_matmul(a, b, c, unit)).all()
+
+
 def test_twin_promotion_adds_zeros_as_ieee():
     """Promotion adds each chain's result into FP32 with an IEEE addition: -0 + -0 is -0, +0 + -0 and
     an exact cancellation are +0.  The twin's addition once went through a Fraction and lost the sign
