@@ -568,7 +568,7 @@ class _ExactSums(ExactBlocks):
     :class:`_FastSums` holds (products below 2**127: no CDNA3 product overflow) with int8 exponents,
     for blocks of at most 16 and products of at most ``min(...) - 4`` fraction bits (on MI300X: 20,
     so FP16 and TF32 too; their products lie on the grid only where the data span few binades, so on
-    random data the tier mostly backs off for them, at about 3% of their time).
+    random data the tier mostly backs off for them: 2.6% of MI300X TF32's time in a line profile).
     """
 
     def __init__(self, unit, fast, a_lim, d_lo, d_hi):
