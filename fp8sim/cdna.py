@@ -335,8 +335,11 @@ def _floor_sum_chain_fast(unit, a, b, out):
         finite_in = fast.ok and finite_c or (np.isfinite(ab).all() and np.isfinite(bb).all())
         if fast.ok and finite_in:
             j = k0 % chunk
-            parts = [slice(j, j + kb, 2), slice(j + 1, j + kb, 2)] if unit.split_parity else [slice(j, j + kb)]
-            ops = [tuple(x[p] for x in ops_c) for p in parts if len(range(j + kb)[p])]
+            if unit.split_parity:
+                parts = [slice(j, j + kb, 2), slice(j + 1, j + kb, 2)]
+                ops = [tuple(x[p] for x in ops_c) for p in parts if len(range(j + kb)[p])]
+            else:
+                ops = [(ops_c[0][j:j + kb], ops_c[1][j:j + kb], ops_c[2][j:j + kb], ops_c[3][j:j + kb])]
             for m0 in range(0, M, rows):
                 m1 = min(m0 + rows, M)
                 c = out[m0:m1]
@@ -487,8 +490,7 @@ class _FastSums:
             none = E < self.lo
             if none.any():
                 np.add(c, 0.0, out=t, where=none)
-        with np.errstate(over="ignore"):
-            c[...] = t.astype(np.float32)
+        c[...] = t.astype(np.float32)  # (an overflow to Inf: cdna_chain's errstate holds)
         return True
 
     def join(self, unit, sums, c):
