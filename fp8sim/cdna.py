@@ -481,11 +481,13 @@ class _FastSums:
         np.subtract(np.int64(2046 << 52), sb, out=sb)  # 2**(Ez - F)
         t *= sb.view(np.float64)
         low = (1 << (52 - unit.frac_bits)) - 1
-        # the floor to frac_bits + 1 significant bits: a negative value with lost bits gains one unit
-        lost = (t.view(np.uint64) & np.uint64((1 << 63) | low)) > np.uint64(1 << 63)
+        # the floor to frac_bits + 1 significant bits: a negative value's magnitude rounded up (low
+        # added, then cleared), a positive one's truncated; no carry reaches the sign bit
         bits = t.view(np.int64)
+        neg = bits >> 63  # -1 where negative
+        neg &= low
+        bits += neg
         bits &= np.int64(~low)
-        np.add(bits, np.int64(low + 1), out=bits, where=lost)
         if dead:
             none = E < self.lo
             if none.any():
