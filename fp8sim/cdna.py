@@ -426,15 +426,15 @@ class _FastSums:
 
     def isum(self, aT, bk, eaT, ebk, tbuf, ebuf):
         """One truncated sum over the leading axis of aT (k, r) x bk (k, n): ``(I, E, Ez)``, with ``E`` the
-        products' largest exponent (int32; below ``lo`` where every product is zero), ``Ez = max(E, lo)``
-        and ``I`` the sum of the products truncated onto ``2**(Ez - F)``, in units of that grid (float64
+        products' largest exponent (the exponents' int8 / int16; below ``lo`` where every product is
+        zero), ``Ez = max(E, lo)`` and ``I`` the sum of the products truncated onto ``2**(Ez - F)``, in units of that grid (float64
         integers; 0 for an all-zero block, whose scale any valid one is)."""
         k, r = aT.shape
         P, ep = tbuf[:k, :r], ebuf[:k, :r]
         np.einsum("ki,kj->kij", aT, bk, out=P)
         np.add(eaT[:, :, None], ebk[:, None, :], out=ep)
         # two such sums (split_parity) add in int32 in join where k * 2**(F + 3) <= 2**31
-        return self._tsum(P, ep.max(axis=0).astype(np.int32), self.ibuf, k <= 1 << (28 - self.F))
+        return self._tsum(P, ep.max(axis=0), self.ibuf, k <= 1 << (28 - self.F))
 
     def isum_pairs(self, aT, bk, eaT, ebk):
         """:meth:`isum` of paired columns: the truncated sum over the leading axis of ``aT * bk`` (k, n),
@@ -444,8 +444,9 @@ class _FastSums:
     def _tsum(self, P, E, ibuf, int32):
         """The products ``P`` (k, ...) scaled onto the grid ``2**(Ez - F)`` of their largest exponents
         ``E`` (``Ez = max(E, lo)``; the scale a float32 built from its bits), truncated and summed:
-        ``(I, E, Ez)``."""
-        Ez = np.maximum(E, np.int32(self.lo))
+        ``(I, E, Ez)``; E and Ez in E's integer type (the exponents' int8 / int16 from :meth:`isum`:
+        the join's arithmetic on them converts to int32)."""
+        Ez = np.maximum(E, E.dtype.type(self.lo))
         scale = np.subtract(self.F + 127, Ez, dtype=np.int32)
         scale <<= 23
         P *= scale.view(np.float32)
