@@ -343,10 +343,7 @@ def _floor_sum_chain_fast(unit, a, b, out):
             for m0 in range(0, M, rows):
                 m1 = min(m0 + rows, M)
                 c = out[m0:m1]
-                # (join_into checks C itself: a non-finite C fails its bound)
-                if not fast.join_fast and not np.isfinite(c).all():
-                    out[m0:m1] = _general_block(unit, ab[m0:m1], bb, c)
-                    continue
+                # (a non-finite C fails the exact tier's bounds and join_into's; the general step below)
                 if exact is not None and exact.step(unit, ab, bb, j, m0, m1, c):
                     continue
                 sums = [fast.isum(x[:, m0:m1], y, ex[:, m0:m1], ey, tbuf, ebuf) for x, y, ex, ey in ops]
@@ -481,14 +478,7 @@ class _FastSums:
         t += I0
         np.subtract(np.int64(2046 << 52), sb, out=sb)  # 2**(Ez - F)
         t *= sb.view(np.float64)
-        low = (1 << (52 - unit.frac_bits)) - 1
-        # the floor to frac_bits + 1 significant bits: a negative value's magnitude rounded up (low
-        # added, then cleared), a positive one's truncated; no carry reaches the sign bit
-        bits = t.view(np.int64)
-        neg = bits >> 63  # -1 where negative
-        neg &= low
-        bits += neg
-        bits &= np.int64(~low)
+        _floor_bits(t, unit.frac_bits)
         if dead:
             none = E < self.lo
             if none.any():
@@ -539,14 +529,21 @@ class _FastSums:
         ct = np.floor(np.ldexp(c, F - e_max))
         ct *= 2.0 ** (J - F)
         v += ct
-        low = (1 << (52 - unit.frac_bits)) - 1
-        # a negative value with lost bits: sign bit set and a low bit set, as one unsigned comparison
-        lost = (v.view(np.uint64) & np.uint64((1 << 63) | low)) > np.uint64(1 << 63)
-        bits = v.view(np.int64)
-        bits &= np.int64(~low)
-        np.add(bits, np.int64(low + 1), out=bits, where=lost)
+        _floor_bits(v, unit.frac_bits)
         with np.errstate(over="ignore"):
             return np.ldexp(v, e_max - J).astype(np.float32).astype(np.float64)
+
+
+def _floor_bits(v, frac_bits):
+    """Floor finite float64 ``v`` to ``frac_bits + 1`` significant bits in place, by its bits: a negative
+    value's magnitude rounded up (the low fraction bits' mask added, then cleared), a positive one's
+    truncated; no carry reaches the sign bit."""
+    low = (1 << (52 - frac_bits)) - 1
+    bits = v.view(np.int64)
+    neg = bits >> 63  # -1 where negative
+    neg &= low
+    bits += neg
+    bits &= np.int64(~low)
 
 
 class _ExactSums(ExactBlocks):
