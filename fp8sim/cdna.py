@@ -315,7 +315,31 @@ def _floor_sum_chain_fast(unit, a, b, out):
     # the fast sums' operands (float32 values, exponents, k-major) are prepared per chunk of K
     chunk = unit.block * max(1, 128 // unit.block)
     exact = _ExactSums.for_unit(unit, fast)
+
+    def tile_step(ab, bb, j, m0, m1, try_exact):
+        """One block (``ab`` (M, k), ``bb``, at ``j`` in the chunk) for rows m0:m1, on the fast sums."""
+        c = out[m0:m1]
+        # (a non-finite C fails the exact tier's bounds and join_into's; the general step below)
+        if try_exact and exact is not None and exact.step(unit, ab, bb, j, m0, m1, c):
+            return
+        kb = ab.shape[1]
+        if unit.split_parity:
+            parts = [slice(j, j + kb, 2), slice(j + 1, j + kb, 2)]
+            ops = [tuple(x[p] for x in ops_c) for p in parts if len(range(j + kb)[p])]
+        else:
+            ops = [(ops_c[0][j:j + kb], ops_c[1][j:j + kb], ops_c[2][j:j + kb], ops_c[3][j:j + kb])]
+        sums = [fast.isum(x[:, m0:m1], y, ex[:, m0:m1], ey, tbuf, ebuf, dead) for x, y, ex, ey in ops]
+        if fast.join_fast and fast.join_into(unit, sums, c, dead):
+            return
+        if not np.isfinite(c).all():
+            out[m0:m1] = _general_block(unit, ab[m0:m1], bb, c)
+        else:
+            out[m0:m1] = fast.join(unit, sums, c)
+
+    done = 0
     for k0 in range(0, K, unit.block):
+        if k0 < done:
+            continue
         ab, bb = a[:, k0:k0 + unit.block], b[k0:k0 + unit.block]
         kb = ab.shape[1]
         if fast.ok and k0 % chunk == 0:
@@ -335,24 +359,28 @@ def _floor_sum_chain_fast(unit, a, b, out):
         finite_in = fast.ok and finite_c or (np.isfinite(ab).all() and np.isfinite(bb).all())
         if fast.ok and finite_in:
             j = k0 % chunk
-            if unit.split_parity:
-                parts = [slice(j, j + kb, 2), slice(j + 1, j + kb, 2)]
-                ops = [tuple(x[p] for x in ops_c) for p in parts if len(range(j + kb)[p])]
-            else:
-                ops = [(ops_c[0][j:j + kb], ops_c[1][j:j + kb], ops_c[2][j:j + kb], ops_c[3][j:j + kb])]
+            # whole blocks from here to the chunk's end in one loop per row tile (_FastSums.run) while
+            # the exact tier waits to retry (each of these blocks counts as one it skips)
+            nb = (ops_c[0].shape[0] - j) // unit.block
+            if exact is not None:
+                nb = min(nb, exact.skip)
+            if fast.run_ok and finite_c and kb == unit.block and nb > 0:
+                jend = j + nb * unit.block
+                for m0 in range(0, M, rows):
+                    m1, jj = min(m0 + rows, M), j
+                    while jj < jend:
+                        jj += fast.run(unit, ops_c[0][jj:jend, m0:m1], ops_c[1][jj:jend], ops_c[2][jj:jend, m0:m1],
+                                       ops_c[3][jj:jend], out[m0:m1], dead, tbuf, ebuf)
+                        if jj < jend:  # that block through the per-block path
+                            kk = k0 - j + jj
+                            tile_step(a[:, kk:kk + unit.block], b[kk:kk + unit.block], jj, m0, m1, False)
+                            jj += unit.block
+                if exact is not None:
+                    exact.skip -= nb
+                done = k0 + nb * unit.block
+                continue
             for m0 in range(0, M, rows):
-                m1 = min(m0 + rows, M)
-                c = out[m0:m1]
-                # (a non-finite C fails the exact tier's bounds and join_into's; the general step below)
-                if exact is not None and exact.step(unit, ab, bb, j, m0, m1, c):
-                    continue
-                sums = [fast.isum(x[:, m0:m1], y, ex[:, m0:m1], ey, tbuf, ebuf, dead) for x, y, ex, ey in ops]
-                if fast.join_fast and fast.join_into(unit, sums, c, dead):
-                    continue
-                if not np.isfinite(c).all():
-                    out[m0:m1] = _general_block(unit, ab[m0:m1], bb, c)
-                else:
-                    out[m0:m1] = fast.join(unit, sums, c)
+                tile_step(ab, bb, j, m0, min(m0 + rows, M), True)
             continue
         aT, bk = np.ascontiguousarray(ab.T), np.ascontiguousarray(bb)
         eaT32, ebk32 = _exps(aT, fa).astype(np.int32), _exps(bk, fb).astype(np.int32)
@@ -420,6 +448,67 @@ class _FastSums:
                           and unit.join_bits - F >= 2 + math.ceil(math.log2(unit.block))
                           and unit.frac_bits + 1 <= unit.join_bits and unit.frac_bits <= 51
                           and pr.lo - F >= -126)
+        # run: join_into's steps in one loop, the products' sum in one int32 chunk
+        self.run_ok = self.join_fast and unit.block <= 1 << (29 - F)
+
+    def run(self, unit, aT, bk, eaT, ebk, c, dead, tbuf, ebuf):
+        """:meth:`isum` and :meth:`join_into` for the whole blocks of one row tile (``aT`` (k, r), ``bk``
+        (k, n) and their exponents) into the chain state ``c`` (a view, FP32 values as float64), in one
+        loop (``run_ok``): the same operations, without a call, a tuple and a lookup a step; returns
+        where it stopped: the end, or the start of the first block for which join_into's bound on
+        ``|t|`` (``2**52``) fails (the caller takes that block through :meth:`join`, from the state
+        before it), or 0 where C is not finite.
+
+        The bound is shown without a pass over ``t`` where it can be: ``|t| <= max|C| * 2**(F -
+        min Ez)``, with ``max|C|`` measured once and then bounded step by step: a step's result is at
+        most ``|C| + sum |p| + 2**(Ez - F)`` (C's floor onto the sum's grid adds at most one unit;
+        ``2**Ez`` is at most the largest product) before the floor to ``frac_bits + 1`` bits and the
+        rounding to FP32, so ``(max|C| + (k + 1) max|a| max|b|) (1 + 2**-20)`` bounds it.  Where it does
+        not, the pass decides, as in join_into."""
+        k, F, lo = unit.block, self.F, self.lo
+        low = np.int64((1 << (52 - unit.frac_bits)) - 1)
+        high = np.int64(~low)
+        one = np.int64(2046 << 52)
+        n = aT.shape[0] - aT.shape[0] % k
+        r = aT.shape[1]
+        P, ep = tbuf[:k, :r], ebuf[:k, :r]
+        lo_plane = np.full((r, bk.shape[1]), lo, E_dtype := ep.dtype) if dead else None
+        cmax = float(np.abs(c).max(initial=0.0))
+        if not cmax < np.inf:
+            return 0
+        grow = (k + 1) * float(np.abs(aT).max(initial=0.0)) * float(np.abs(bk).max(initial=0.0))
+        for j in range(0, n, k):
+            np.einsum("ki,kj->kij", aT[j:j + k], bk[j:j + k], out=P)
+            np.add(eaT[j:j + k, :, None], ebk[j:j + k, None, :], out=ep)
+            E = ep.max(axis=0)
+            Ez = np.maximum(E, lo_plane) if dead else E
+            sb = np.subtract(F + 127, Ez, dtype=np.int32)
+            sb <<= 23
+            scale = sb.view(np.float32)  # 2**(F - Ez)
+            P *= scale
+            I = np.add.reduce(P, axis=0, dtype=np.int32)  # (each term truncated by the conversion)
+            s = scale.astype(np.float64)
+            t = c * s
+            np.floor(t, out=t)
+            if not cmax < 2.0 ** (52 - F + int(Ez.min())):
+                if not (t.max() < 2.0**52 and t.min() > -(2.0**52)):
+                    return j
+            t += I.astype(np.float64)
+            sbits = s.view(np.int64)
+            np.subtract(one, sbits, out=sbits)  # 2**(Ez - F)
+            t *= s
+            bits = t.view(np.int64)  # _floor_bits, inline
+            neg = bits >> 63
+            neg &= low
+            bits += neg
+            bits &= high
+            if dead:
+                none = E < E_dtype.type(lo)
+                if none.any():
+                    np.add(c, 0.0, out=t, where=none)
+            c[...] = t.astype(np.float32)
+            cmax = (cmax + grow) * (1 + 2.0**-20)
+        return n
 
     def isum(self, aT, bk, eaT, ebk, tbuf, ebuf, dead=True):
         """One truncated sum over the leading axis of aT (k, r) x bk (k, n): ``(I, E, Ez, scale)``, with

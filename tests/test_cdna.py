@@ -475,14 +475,17 @@ def test_exact_tiers_equal_twin_at_k4096(gpu, fa, rng, monkeypatch):
     assert sum(ran) > 4096 // unit.block // 2
 
 
+@pytest.mark.parametrize("path", ["run", "join_into"])
 @pytest.mark.parametrize("fa", ["bfloat16", "float16", "tf32"])
-def test_floor_sum_join_into_equals_twin(fa, rng, monkeypatch):
-    """The single-sum join on the chain state (_FastSums.join_into) against the twin, C from 2**-40 to
-    2**25 times the products (both signs, random FP32 significands): C far below the sum's grid
+def test_floor_sum_join_into_equals_twin(fa, path, rng, monkeypatch):
+    """The single-sum join on the chain state against the twin, in the run of whole blocks
+    (_FastSums.run) and block by block (_FastSums.join_into; run made to stop at once), C from 2**-40
+    to 2**25 times the products (both signs, random FP32 significands): C far below the sum's grid
     (floored, a negative one by one unit), near it, up to and past join_bits - F binades above it (the
     sum floored onto C's grid); blocks without products (a zero row of a) with a tiny C or -0; a
     midpoint that only the floor onto C's grid shows; and C 2**60 above the products, beyond 2**52
-    on their grid (the tile takes join).  The fast join is the path taken."""
+    on their grid (the run stops there, join_into declines, and the tile takes join).  The fast
+    path named is the path taken."""
     from fp8sim import cdna
 
     unit = tensor_core("MI300X", fa)
@@ -497,16 +500,23 @@ def test_floor_sum_join_into_equals_twin(fa, rng, monkeypatch):
     c = c.astype(np.float64)
     c[0, 0], c[7, 1] = -0.0, 2.0**-40
     monkeypatch.setattr(cdna._ExactSums, "for_unit", classmethod(lambda cls, unit, fast: None))  # (BF16's)
-    calls = []
-    join_into = cdna._FastSums.join_into
+    calls, runs = [], []
+    join_into, run = cdna._FastSums.join_into, cdna._FastSums.run
     monkeypatch.setattr(cdna._FastSums, "join_into",
                         lambda self, *args: calls.append(1) or join_into(self, *args))
+    monkeypatch.setattr(cdna._FastSums, "run", (lambda self, *args: runs.append(1) or run(self, *args))
+                        if path == "run" else (lambda self, *args: 0))
     for rows in (M, 9):                                 # one row tile, and several
         monkeypatch.setattr(cdna, "FLOOR_PLANE", rows * N)
         got = fp8sim.matmul(a, b, c, unit=unit)
         want = np.array([[floor_sum_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
         assert same(got, want).all()
-    assert cdna._FastSums(unit, a, b).join_fast and len(calls) == 3 + 3 * 12
+    assert cdna._FastSums(unit, a, b).run_ok
+    if path == "run":
+        assert len(calls) == 0 and len(runs) == 1 + 12  # one run per row tile, none stopped
+    else:
+        assert len(calls) == 3 + 3 * 12
+    calls.clear()
     # C = +-2**24 and the products 1 and 2**-16 (24 binades below C): x = C + 1 + 2**-16 has bits below
     # C's 2**-8 grid; floored there (the join) it is the midpoint C + 1, which rounds to even (C);
     # unfloored it would round away.  Negative: the floor gives -(C + 1 + 2**-8), rounding to -(C + 2)
@@ -518,3 +528,32 @@ def test_floor_sum_join_into_equals_twin(fa, rng, monkeypatch):
                       ([2.0**60, -(2.0**60)], [2.0**60, -(2.0**60)])):
         got = fp8sim.matmul(a1, b1, np.array(c1)[:, None], unit=unit)[:, 0]
         assert got.tolist() == want1 == [floor_sum_dot(a1[i], b1[:, 0], c1[i], unit) for i in range(2)]
+    # join_into: both cases (2**60 declined, then join); run: only the 2**60 block, where the run stops
+    assert len(calls) == (1 if path == "run" else 2)
+
+
+def test_floor_sum_run_stops_where_t_may_reach_2_52(monkeypatch):
+    """_FastSums.run bounds |C| through the run instead of measuring t: after a block of products
+    near 2**21 (C grows from 0 to about 2**24), a block of products near 2**-20 puts t = C * 2**(F - Ez)
+    near 2**68, and the run must hand that block to join_into / join (which decline and take it,
+    exactly) rather than trust its first measurement of C.  Same bits as the twin, and the hand-over
+    is the path taken (for these units the rounded sum would give the same bits: the bound is the
+    proof, not the result)."""
+    from fp8sim import cdna
+
+    unit = tensor_core("MI300X", "bfloat16")
+    k = unit.block
+    a = np.zeros((2, 3 * k))
+    a[:, :k] = [[2.0**21], [-(2.0**21)]]         # block 1: products 1.25 * 2**21, C to 1.25 * 2**24
+    a[:, k:2 * k] = 1.5 * 2.0**-10               # block 2: products near 2**-20
+    a[:, 2 * k:] = 1.0                           # block 3: products near 1
+    b = np.full((3 * k, 1), 1.25)
+    b[k:2 * k] = 1.75 * 2.0**-10
+    monkeypatch.setattr(cdna._ExactSums, "for_unit", classmethod(lambda cls, unit, fast: None))
+    calls = []
+    join_into = cdna._FastSums.join_into
+    monkeypatch.setattr(cdna._FastSums, "join_into", lambda self, *args: calls.append(1) or join_into(self, *args))
+    got = fp8sim.matmul(a, b, unit=unit)
+    want = np.array([[floor_sum_dot(a[i], b[:, 0], 0.0, unit)] for i in range(2)])
+    assert same(got, want).all()
+    assert cdna._FastSums(unit, a, b).run_ok and len(calls) == 1
