@@ -472,7 +472,7 @@ class _FastSums:
         n = aT.shape[0] - aT.shape[0] % k
         r = aT.shape[1]
         P, ep = tbuf[:k, :r], ebuf[:k, :r]
-        lo_plane = np.full((r, bk.shape[1]), lo, E_dtype := ep.dtype) if dead else None
+        lo_plane = np.full((r, bk.shape[1]), lo, ep.dtype) if dead else None
         cmax = float(np.abs(c).max(initial=0.0))
         if not cmax < np.inf:
             return 0
@@ -486,14 +486,14 @@ class _FastSums:
             sb <<= 23
             scale = sb.view(np.float32)  # 2**(F - Ez)
             P *= scale
-            I = np.add.reduce(P, axis=0, dtype=np.int32)  # (each term truncated by the conversion)
+            units = np.add.reduce(P, axis=0, dtype=np.int32)  # (each term truncated by the conversion)
             s = scale.astype(np.float64)
             t = c * s
             np.floor(t, out=t)
             if not cmax < 2.0 ** (52 - F + int(Ez.min())):
                 if not (t.max() < 2.0**52 and t.min() > -(2.0**52)):
                     return j
-            t += I.astype(np.float64)
+            t += units.astype(np.float64)
             sbits = s.view(np.int64)
             np.subtract(one, sbits, out=sbits)  # 2**(Ez - F)
             t *= s
@@ -503,7 +503,7 @@ class _FastSums:
             bits += neg
             bits &= high
             if dead:
-                none = E < E_dtype.type(lo)
+                none = E < lo_plane
                 if none.any():
                     np.add(c, 0.0, out=t, where=none)
             c[...] = t.astype(np.float32)
