@@ -464,11 +464,16 @@ class _FastSums:
         most ``|C| + sum |p| + 2**(Ez - F)`` (C's floor onto the sum's grid adds at most one unit;
         ``2**Ez`` is at most the largest product) before the floor to ``frac_bits + 1`` bits and the
         rounding to FP32, so ``(max|C| + (k + 1) max|a| max|b|) (1 + 2**-20)`` bounds it.  Where it does
-        not, the pass decides, as in join_into."""
+        not, the pass decides, as in join_into.
+
+        The floor to ``frac_bits + 1`` bits and the rounding work on ``X`` itself, which is then scaled
+        by ``2**(Ez - F)`` in float32: a power of two commutes with both (``|X| < 2**52`` lies in
+        float32's range, and the result is at least ``2**(lo - F) >= 2**-126``, an FP32 normal, or
+        zero, or overflows to Inf as the cast of ``X * 2**(Ez - F)`` would)."""
         k, F, lo = unit.block, self.F, self.lo
         low = np.int64((1 << (52 - unit.frac_bits)) - 1)
         high = np.int64(~low)
-        one = np.int64(2046 << 52)
+        g_bits = np.int32(254 << 23)
         n = aT.shape[0] - aT.shape[0] % k
         r = aT.shape[1]
         P, ep = tbuf[:k, :r], ebuf[:k, :r]
@@ -493,20 +498,20 @@ class _FastSums:
             if not cmax < 2.0 ** (52 - F + int(Ez.min())):
                 if not (t.max() < 2.0**52 and t.min() > -(2.0**52)):
                     return j
-            t += units.astype(np.float64)
-            sbits = s.view(np.int64)
-            np.subtract(one, sbits, out=sbits)  # 2**(Ez - F)
-            t *= s
+            t += units.astype(np.float64)  # X
             bits = t.view(np.int64)  # _floor_bits, inline
             neg = bits >> 63
             neg &= low
             bits += neg
             bits &= high
+            x = t.astype(np.float32)
+            np.subtract(g_bits, sb, out=sb)  # 2**(Ez - F)
+            x *= scale
             if dead:
                 none = E < lo_plane
                 if none.any():
-                    np.add(c, 0.0, out=t, where=none)
-            c[...] = t.astype(np.float32)
+                    np.add(c, 0.0, out=x, where=none)
+            c[...] = x
             cmax = (cmax + grow) * (1 + 2.0**-20)
         return n
 
