@@ -448,8 +448,9 @@ class _FastSums:
                           and unit.join_bits - F >= 2 + math.ceil(math.log2(unit.block))
                           and unit.frac_bits + 1 <= unit.join_bits and unit.frac_bits <= 51
                           and pr.lo - F >= -126)
-        # run: join_into's steps in one loop, the products' sum in one int32 chunk
-        self.run_ok = self.join_fast and unit.block <= 1 << (29 - F)
+        # run: join_into's steps in one loop, the products' sum in one int32 chunk, C on the sum's grid
+        # in float32 (every product below 2**(F + 1), so a non-zero C times 2**(F - Ez) stays nonzero)
+        self.run_ok = self.join_fast and unit.block <= 1 << (29 - F) and pr.hi - 2 <= F
 
     def run(self, unit, aT, bk, eaT, ebk, c, dead, tbuf, ebuf):
         """:meth:`isum` and :meth:`join_into` for the whole blocks of one row tile (``aT`` (k, r), ``bk``
@@ -466,6 +467,9 @@ class _FastSums:
         rounding to FP32, so ``(max|C| + (k + 1) max|a| max|b|) (1 + 2**-20)`` bounds it.  Where it does
         not, the pass decides, as in join_into.
 
+        The state runs in float32 (its values are FP32's), and ``t = C * 2**(F - Ez)`` is a float32
+        product: exact below 2**52 (the bound), or below 1 and of C's sign where it is subnormal (a
+        non-zero C is at least 2**-149 and ``Ez <= F``, ``run_ok``), which is all ``floor(t)`` needs.
         The floor to ``frac_bits + 1`` bits and the rounding work on ``X`` itself, which is then scaled
         by ``2**(Ez - F)`` in float32: a power of two commutes with both (``|X| < 2**52`` lies in
         float32's range, and the result is at least ``2**(lo - F) >= 2**-126``, an FP32 normal, or
@@ -481,6 +485,7 @@ class _FastSums:
         cmax = float(np.abs(c).max(initial=0.0))
         if not cmax < np.inf:
             return 0
+        state, c = c, c.astype(np.float32)
         grow = (k + 1) * float(np.abs(aT).max(initial=0.0)) * float(np.abs(bk).max(initial=0.0))
         for j in range(0, n, k):
             np.einsum("ki,kj->kij", aT[j:j + k], bk[j:j + k], out=P)
@@ -492,12 +497,13 @@ class _FastSums:
             scale = sb.view(np.float32)  # 2**(F - Ez)
             P *= scale
             units = np.add.reduce(P, axis=0, dtype=np.int32)  # (each term truncated by the conversion)
-            s = scale.astype(np.float64)
-            t = c * s
+            t = c * scale
             np.floor(t, out=t)
             if not cmax < 2.0 ** (52 - F + int(Ez.min())):
                 if not (t.max() < 2.0**52 and t.min() > -(2.0**52)):
+                    state[...] = c
                     return j
+            t = t.astype(np.float64)
             t += units.astype(np.float64)  # X
             bits = t.view(np.int64)  # _floor_bits, inline
             neg = bits >> 63
@@ -510,9 +516,10 @@ class _FastSums:
             if dead:
                 none = E < lo_plane
                 if none.any():
-                    np.add(c, 0.0, out=x, where=none)
-            c[...] = x
+                    np.add(c, np.float32(0.0), out=x, where=none)
+            c = x
             cmax = (cmax + grow) * (1 + 2.0**-20)
+        state[...] = c
         return n
 
     def isum(self, aT, bk, eaT, ebk, tbuf, ebuf, dead=True):

@@ -557,3 +557,27 @@ def test_floor_sum_run_stops_where_t_may_reach_2_52(monkeypatch):
     want = np.array([[floor_sum_dot(a[i], b[:, 0], 0.0, unit)] for i in range(2)])
     assert same(got, want).all()
     assert cdna._FastSums(unit, a, b).run_ok and len(calls) == 1
+
+
+@pytest.mark.parametrize("top", [12, 13])
+def test_floor_sum_run_floors_a_subnormal_c(top, monkeypatch):
+    """The run's float32 ``t = C * 2**(F - Ez)`` for the smallest C: with a product of 2**(2 top) alone
+    in its block (its sum 2**24 units), C = -2**-149 floors to -1 unit, so the step is 2**24 - 1 units
+    (+2**-149: 2**24).  With top = 12 (products below 2**(F + 1)) t is the subnormal -2**-149 itself
+    and the run takes the block; with top = 13, t would fall below 2**-149 and round to -0 in float32,
+    so the run is not used (``run_ok``) and join_into takes it."""
+    from fp8sim import cdna
+
+    unit = tensor_core("MI300X", "bfloat16")
+    monkeypatch.setattr(cdna._ExactSums, "for_unit", classmethod(lambda cls, unit, fast: None))
+    a = np.zeros((3, unit.block))
+    a[:, 0] = 2.0**top
+    b = np.zeros((unit.block, 1))
+    b[0, 0] = 2.0**top
+    c = np.array([[-(2.0**-149)], [2.0**-149], [-(2.0**-140)]])
+    got = fp8sim.matmul(a, b, c, unit=unit)
+    want = np.array([[floor_sum_dot(a[i], b[:, 0], c[i, 0], unit)] for i in range(3)])
+    assert same(got, want).all()
+    units = 2.0 ** (2 * top - 24)
+    assert got[:, 0].tolist() == [(2**24 - 1) * units, 2**24 * units, (2**24 - 1) * units]
+    assert cdna._FastSums(unit, a, b).run_ok == (top == 12)
