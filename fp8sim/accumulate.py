@@ -774,19 +774,26 @@ def _f32_run(plan, aT_c, eaT_c, bk_c, ebk_c, c, j0, j1, tbuf, ebuf):
     all rows in one tile, in one loop: the products and exponent maxima of :func:`_step_kmajor` without
     the per-block dispatch of :func:`dot_chain`.  Returns the state and where it stopped: ``j1``, or
     the start of the first block whose range check fails (the caller takes that block through the
-    per-block path, from the state before it)."""
+    per-block path, from the state before it).  The exponent maxima (which do not depend on the
+    state) come for as many blocks at once as ``ebuf`` holds planes for (:data:`RUN_EXP_PLANES`)."""
     k = plan.unit.block
     terms = tbuf[:k]
+    r, n = c.shape
     check = not _f32_in_range(plan, aT_c[j0:j1], eaT_c[j0:j1], bk_c[j0:j1], ebk_c[j0:j1], c)
-    for j in range(j0, j1, k):
-        np.einsum("ki,kj->kij", aT_c[j:j + k], bk_c[j:j + k], out=terms)
-        np.add(eaT_c[j:j + k, :, None], ebk_c[j:j + k, None, :], out=ebuf)
-        E23 = np.add(ebuf.max(axis=0), 127, dtype=np.int32)
+    step = k * (ebuf.shape[0] // k)
+    for jb in range(j0, j1, step):
+        je = min(jb + step, j1)
+        e = ebuf[:je - jb]
+        np.add(eaT_c[jb:je, :, None], ebk_c[jb:je, None, :], out=e)
+        E23 = e.reshape(-1, k, r, n).max(axis=1).astype(np.int32)
+        E23 += np.int32(127)
         E23 <<= 23
-        r = _align_and_sum_f32(plan, E23, tbuf, c, check)
-        if r is None:
-            return c, j
-        c = r
+        for i, j in enumerate(range(jb, je, k)):
+            np.einsum("ki,kj->kij", aT_c[j:j + k], bk_c[j:j + k], out=terms)
+            res = _align_and_sum_f32(plan, E23[i], tbuf, c, check)
+            if res is None:
+                return c, j
+            c = res
     return c, j1
 
 
@@ -1090,6 +1097,10 @@ KMAJOR_PLANE = 1 << 14
 #: most about KMAJOR_CHUNK values of both operands together (at least one block)
 KMAJOR_CHUNK_K = 128
 KMAJOR_CHUNK = 1 << 20
+#: the float32 runs (and CDNA3's) add the exponents of up to this many products per (row, column) in
+#: one pass and take the blocks' maxima from it: blocks of 4 and 8 measured 2-10% faster with 32 than
+#: one block at a time (A100 TF32 and BF16, V100 FP16, 128 x 128 x 2048, in one process, alternating)
+RUN_EXP_PLANES = 32
 
 
 def _kmajor_operands(plan, a, b):
@@ -1155,7 +1166,8 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
     cplane = int(state_f32 and plan.f32_int)  # the float32 step's plane for C in int32 sums
     if kmajor:
         tbuf = np.empty((unit.block + cplane, rows, N), dt)
-        ebuf = np.empty((unit.block, rows, N), plan.exp_dtype)
+        # (the float32 runs find the exponent maxima of several blocks at once)
+        ebuf = np.empty((unit.block * max(1, RUN_EXP_PLANES // unit.block), rows, N), plan.exp_dtype)
         # the steps on bits sum their truncated terms in int32
         plan.int_sums = bool((plan.f64 or plan.c_after or plan.f32_int) and dt == np.float32)
     # the k-major engine prepares its operands (finite values in the work type, exponents, k-major

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .accumulate import ExactBlocks, clamped_exponents, pow2, round_pair, truncated_sum_k
+from .accumulate import RUN_EXP_PLANES, ExactBlocks, clamped_exponents, pow2, round_pair, truncated_sum_k
 from .formats import FloatFormat, get_format
 from .rounding import quantize
 
@@ -310,7 +310,9 @@ def _floor_sum_chain_fast(unit, a, b, out):
     if fast.ok:
         half = (unit.block + 1) // 2 if unit.split_parity else unit.block
         tbuf = np.empty((half, rows, N), np.float32)
-        ebuf = np.empty((half, rows, N), fast.exp_dtype)
+        # (run finds the exponent maxima of several blocks at once)
+        planes = unit.block * max(1, RUN_EXP_PLANES // unit.block) if fast.run_ok else half
+        ebuf = np.empty((planes, rows, N), fast.exp_dtype)
         fast.int_sums = True
     # the fast sums' operands (float32 values, exponents, k-major) are prepared per chunk of K
     chunk = unit.block * max(1, 128 // unit.block)
@@ -479,22 +481,28 @@ class _FastSums:
         high = np.int64(~low)
         g_bits = np.int32(254 << 23)
         n = aT.shape[0] - aT.shape[0] % k
-        r = aT.shape[1]
-        P, ep = tbuf[:k, :r], ebuf[:k, :r]
-        lo_plane = np.full((r, bk.shape[1]), lo, ep.dtype) if dead else None
+        r, nc = aT.shape[1], bk.shape[1]
+        P = tbuf[:k, :r]
+        lo_plane = np.full((r, nc), lo, ebuf.dtype) if dead else None
+        step = k * (ebuf.shape[0] // k)
         cmax = float(np.abs(c).max(initial=0.0))
         if not cmax < np.inf:
             return 0
         state, c = c, c.astype(np.float32)
         grow = (k + 1) * float(np.abs(aT).max(initial=0.0)) * float(np.abs(bk).max(initial=0.0))
         for j in range(0, n, k):
-            np.einsum("ki,kj->kij", aT[j:j + k], bk[j:j + k], out=P)
-            np.add(eaT[j:j + k, :, None], ebk[j:j + k, None, :], out=ep)
-            E = ep.max(axis=0)
-            Ez = np.maximum(E, lo_plane) if dead else E
-            sb = np.subtract(F + 127, Ez, dtype=np.int32)
-            sb <<= 23
+            i = (j % step) // k
+            if i == 0:  # the exponent maxima and scales of the next blocks, as many as ebuf holds
+                je = min(j + step, n)
+                ep = ebuf[:je - j, :r]
+                np.add(eaT[j:je, :, None], ebk[j:je, None, :], out=ep)
+                Es = ep.reshape(-1, k, r, nc).max(axis=1)
+                Ezs = np.maximum(Es, lo_plane) if dead else Es
+                sbs = np.subtract(F + 127, Ezs, dtype=np.int32)
+                sbs <<= 23
+            E, Ez, sb = Es[i], Ezs[i], sbs[i]
             scale = sb.view(np.float32)  # 2**(F - Ez)
+            np.einsum("ki,kj->kij", aT[j:j + k], bk[j:j + k], out=P)
             P *= scale
             units = np.add.reduce(P, axis=0, dtype=np.int32)  # (each term truncated by the conversion)
             t = c * scale
