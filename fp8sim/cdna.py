@@ -457,7 +457,7 @@ class _FastSums:
     def run(self, unit, aT, bk, eaT, ebk, c, dead, tbuf, ebuf):
         """:meth:`isum` and :meth:`join_into` for the whole blocks of one row tile (``aT`` (k, r), ``bk``
         (k, n) and their exponents) into the chain state ``c`` (a view, FP32 values as float64), in one
-        loop (``run_ok``): the same operations, without a call, a tuple and a lookup a step; returns
+        loop (``run_ok``): the same operations, without isum's and join_into's calls and tuples a step; returns
         where it stopped: the end, or the start of the first block for which join_into's bound on
         ``|t|`` (``2**52``) fails (the caller takes that block through :meth:`join`, from the state
         before it), or 0 where C is not finite.
@@ -477,8 +477,6 @@ class _FastSums:
         float32's range, and the result is at least ``2**(lo - F) >= 2**-126``, an FP32 normal, or
         zero, or overflows to Inf as the cast of ``X * 2**(Ez - F)`` would)."""
         k, F, lo = unit.block, self.F, self.lo
-        low = np.int64((1 << (52 - unit.frac_bits)) - 1)
-        high = np.int64(~low)
         g_bits = np.int32(254 << 23)
         n = aT.shape[0] - aT.shape[0] % k
         r, nc = aT.shape[1], bk.shape[1]
@@ -513,11 +511,7 @@ class _FastSums:
                     return j
             t = t.astype(np.float64)
             t += units.astype(np.float64)  # X
-            bits = t.view(np.int64)  # _floor_bits, inline
-            neg = bits >> 63
-            neg &= low
-            bits += neg
-            bits &= high
+            _floor_bits(t, unit.frac_bits)
             x = t.astype(np.float32)
             np.subtract(g_bits, sb, out=sb)  # 2**(Ez - F)
             x *= scale
