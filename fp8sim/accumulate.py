@@ -769,13 +769,15 @@ def _int_sum_f32(plan, Eb, scale, terms, c):
     return r
 
 
-def _f32_run(plan, aT_c, eaT_c, bk_c, ebk_c, c, j0, j1, tbuf, ebuf):
+def _f32_run(plan, aT_c, eaT_c, bk_c, ebk_c, c, j0, j1, tbuf, ebuf, codes=None):
     """The float32 step (:func:`_align_and_sum_f32`) for the full blocks of a chunk from ``j0`` to ``j1``,
     all rows in one tile, in one loop: the products and exponent maxima of :func:`_step_kmajor` without
     the per-block dispatch of :func:`dot_chain`.  Returns the state and where it stopped: ``j1``, or
     the start of the first block whose range check fails (the caller takes that block through the
     per-block path, from the state before it).  The exponent maxima (which do not depend on the
-    state) come for as many blocks at once as ``ebuf`` holds planes for (:data:`RUN_EXP_PLANES`)."""
+    state) come for as many blocks at once as ``ebuf`` holds planes for (:data:`RUN_EXP_PLANES`):
+    from their int8 sums, or, with ``codes`` (``(codeT, code_b, buf)``, :func:`block_exponents23`'s
+    codes of the chunk's exponents for this row tile and a float64 buffer), from matrix products."""
     k = plan.unit.block
     terms = tbuf[:k]
     r, n = c.shape
@@ -783,11 +785,14 @@ def _f32_run(plan, aT_c, eaT_c, bk_c, ebk_c, c, j0, j1, tbuf, ebuf):
     step = k * (ebuf.shape[0] // k)
     for jb in range(j0, j1, step):
         je = min(jb + step, j1)
-        e = ebuf[:je - jb]
-        np.add(eaT_c[jb:je, :, None], ebk_c[jb:je, None, :], out=e)
-        E23 = e.reshape(-1, k, r, n).max(axis=1).astype(np.int32)
-        E23 += np.int32(127)
-        E23 <<= 23
+        if codes is not None:
+            E23 = block_exponents23(codes[0][jb:je], codes[1][jb:je], k, codes[2])
+        else:
+            e = ebuf[:je - jb]
+            np.add(eaT_c[jb:je, :, None], ebk_c[jb:je, None, :], out=e)
+            E23 = e.reshape(-1, k, r, n).max(axis=1).astype(np.int32)
+            E23 += np.int32(127)
+            E23 <<= 23
         for i, j in enumerate(range(jb, je, k)):
             np.einsum("ki,kj->kij", aT_c[j:j + k], bk_c[j:j + k], out=terms)
             res = _align_and_sum_f32(plan, E23[i], tbuf, c, check)
@@ -827,18 +832,54 @@ def truncated_sum_k(P, F, ints=True, int32=False):
     return s
 
 
-def matmul64(a, b, macs=1 << 18):
+def matmul64(a, b, macs=1 << 18, out=None):
     """``a @ b`` in float64, in row slices of at most ``macs`` multiply-adds each (below OpenBLAS's
-    threshold for threads, so that ``threads=1`` stays one thread)."""
+    threshold for threads, so that ``threads=1`` stays one thread); into ``out`` when given."""
     M, k = a.shape
     N = b.shape[1]
     rows = max(1, macs // max(1, k * N))
-    if rows >= M:
-        return a @ b
-    out = np.empty((M, N))
+    if out is None:
+        if rows >= M:
+            return a @ b
+        out = np.empty((M, N))
     for m0 in range(0, M, rows):
         np.matmul(a[m0:m0 + rows], b, out=out[m0:m0 + rows])
     return out
+
+
+def exponent_code(e, a_side):
+    """int8 exponents ``e`` (zeros' ``no_exp`` included) as the float64 powers of two whose matrix
+    products give :func:`block_exponents23`: ``2**(8 e - 7)`` for the left operand, ``2**(8 e)``
+    for the right (every one a float64 normal: int8 exponents of a plan lie in [-60, 28])."""
+    bits = e.astype(np.int64)
+    bits *= 8
+    bits += 1023 - 7 if a_side else 1023
+    bits <<= 52
+    return bits.view(np.float64)
+
+
+def block_exponents23(codeT, code_b, k, buf):
+    """The largest exponent sum ``E = max(e_a + e_b)`` over each block of ``k`` products, for every
+    (row, column), as float32's biased exponent field ``(E + 127) << 23`` (int32, (blocks, r, n)):
+    from ``codeT`` (blocks * k, r) and ``code_b`` (blocks * k, n), :func:`exponent_code` of the
+    k-major exponents, by one float64 matrix product per block into ``buf`` (float64, at least
+    (blocks, r, n)).
+
+    The product's sum over a block is ``sum 2**(8 (e_a + e_b) - 7)``: at least its largest term
+    ``2**(8 (E + 127) - 1023)`` and below ``k`` times it (k <= 128, BLAS's rounding of positive
+    terms included), so its float64 exponent field is ``8 (E + 127) + d`` with ``0 <= d < 8``, and the
+    high word's bits 23 to 30 hold ``E + 127`` (in [7, 183] for int8 exponents): one mask.  It is
+    the maximum the int8 sums give (:func:`_f32_run`'s other path), zeros' ``no_exp`` included, with
+    fewer passes over (r, n) planes: 45-50% less time for blocks of 16 and 32, 25% for blocks of 8
+    (``experiments/benchmark_matmul.py``; the README's speed section)."""
+    nb = codeT.shape[0] // k
+    r, n = codeT.shape[1], code_b.shape[1]
+    A = codeT.reshape(nb, k, r)
+    B = code_b.reshape(nb, k, n)
+    s = buf[:nb, :r, :n]
+    for i in range(nb):
+        matmul64(A[i].T, B[i], out=s[i])
+    return np.bitwise_and(s.view(np.int32)[..., 1::2], np.int32(0x7F800000))
 
 
 class ExactBlocks:
@@ -1103,6 +1144,10 @@ KMAJOR_CHUNK = 1 << 20
 #: the H100 unit: A100 TF32 0.57-0.60 -> 0.63-0.64, V100 FP16 0.61-0.62 -> 0.65-0.66, A100 BF16
 #: 0.74-0.77 -> 0.78-0.79, MI300X BF16 0.70-0.71 -> 0.72-0.73)
 RUN_EXP_PLANES = 32
+#: the float32 runs (and CDNA3's) of units with blocks of at least this many products find the exponent
+#: maxima by float64 matrix products (:func:`block_exponents23`) rather than from int8 sums; blocks of 4
+#: measured no faster with them (the README's speed section)
+CODED_EXP_BLOCK = 8
 
 
 def _kmajor_operands(plan, a, b):
@@ -1179,6 +1224,10 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
         chunk = unit.block * max(1, min(KMAJOR_CHUNK_K, KMAJOR_CHUNK // (M + N)) // unit.block)
     # the float32 step: each row tile runs through a chunk's full blocks in one loop (_f32_run)
     run = kmajor and state_f32 and (plan.f32_int or plan.sum_dtype == np.float32)
+    # (and with blocks of CODED_EXP_BLOCK or more, their exponent maxima from matrix products)
+    coded = run and unit.block >= CODED_EXP_BLOCK
+    if coded:
+        cbuf = np.empty((ebuf.shape[0] // unit.block, rows, N))
     tier = _exact_tier(plan) if kmajor and not state_f32 else None
 
     def put(m0, m1, res, bits):
@@ -1223,6 +1272,8 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
             if k0 % chunk == 0:  # (k, M) and (k, N) for the chunk, contiguous along the long axis
                 c1 = min(k0 + chunk, K)
                 aT_c, eaT_c, bk_c, ebk_c, special_c = _kmajor_operands(plan, a[:, k0:c1], b[k0:c1])
+                if coded and not special_c:
+                    codeT_c, code_b_c = exponent_code(eaT_c, True), exponent_code(ebk_c, False)
                 if tier is not None and not special_c:
                     tier.prepare(aT_c, bk_c, eaT_c, ebk_c)
             j = k0 % chunk
@@ -1233,7 +1284,8 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
                     r = m1 - m0
                     while jj < jf:
                         res, stop = _f32_run(plan, aT_c[:, m0:m1], eaT_c[:, m0:m1], bk_c, ebk_c, out[m0:m1],
-                                             jj, jf, tbuf[:, :r], ebuf[:, :r])
+                                             jj, jf, tbuf[:, :r], ebuf[:, :r],
+                                             (codeT_c[:, m0:m1], code_b_c, cbuf) if coded else None)
                         put(m0, m1, res, True)
                         if stop < jf:  # a range check failed: that block takes the per-block path
                             kmajor_step(k0 + stop - j, m0, m1)

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .accumulate import RUN_EXP_PLANES, ExactBlocks, clamped_exponents, pow2, round_pair, truncated_sum_k
+from .accumulate import (CODED_EXP_BLOCK, RUN_EXP_PLANES, ExactBlocks, block_exponents23, clamped_exponents,
+                         exponent_code, pow2, round_pair, truncated_sum_k)
 from .formats import FloatFormat, get_format
 from .rounding import quantize
 
@@ -314,6 +315,10 @@ def _floor_sum_chain_fast(unit, a, b, out):
         planes = unit.block * max(1, RUN_EXP_PLANES // unit.block) if fast.run_ok else half
         ebuf = np.empty((planes, rows, N), fast.exp_dtype)
         fast.int_sums = True
+    # run's exponent maxima from matrix products (int8 exponents, blocks of CODED_EXP_BLOCK or more)
+    coded = fast.ok and fast.run_ok and fast.exp_dtype == np.int8 and unit.block >= CODED_EXP_BLOCK
+    if coded:
+        cbuf = np.empty((planes // unit.block, rows, N))
     # the fast sums' operands (float32 values, exponents, k-major) are prepared per chunk of K
     chunk = unit.block * max(1, 128 // unit.block)
     exact = _ExactSums.for_unit(unit, fast)
@@ -356,6 +361,8 @@ def _floor_sum_chain_fast(unit, a, b, out):
                 ops_c = (aT_c, bk_c, fast.exponents(aT_c, fa), fast.exponents(bk_c, fb))
             if exact is not None:
                 exact.prepare(*ops_c)
+            if coded and finite_c:
+                codes_c = (exponent_code(ops_c[2], True), exponent_code(ops_c[3], False))
             # a block without products needs a zero input
             dead = (ops_c[2] == fast.range.no_exp).any() or (ops_c[3] == fast.range.no_exp).any()
         finite_in = fast.ok and finite_c or (np.isfinite(ab).all() and np.isfinite(bb).all())
@@ -371,8 +378,9 @@ def _floor_sum_chain_fast(unit, a, b, out):
                 for m0 in range(0, M, rows):
                     m1, jj = min(m0 + rows, M), j
                     while jj < jend:
+                        codes = (codes_c[0][jj:jend, m0:m1], codes_c[1][jj:jend], cbuf) if coded else None
                         jj += fast.run(unit, ops_c[0][jj:jend, m0:m1], ops_c[1][jj:jend], ops_c[2][jj:jend, m0:m1],
-                                       ops_c[3][jj:jend], out[m0:m1], dead, tbuf, ebuf)
+                                       ops_c[3][jj:jend], out[m0:m1], dead, tbuf, ebuf, codes)
                         if jj < jend:  # that block through the per-block path
                             kk = k0 - j + jj
                             tile_step(a[:, kk:kk + unit.block], b[kk:kk + unit.block], jj, m0, m1, False)
@@ -454,7 +462,7 @@ class _FastSums:
         # in float32 (every product below 2**(F + 1), so a non-zero C times 2**(F - Ez) stays nonzero)
         self.run_ok = self.join_fast and unit.block <= 1 << (29 - F) and pr.hi - 2 <= F
 
-    def run(self, unit, aT, bk, eaT, ebk, c, dead, tbuf, ebuf):
+    def run(self, unit, aT, bk, eaT, ebk, c, dead, tbuf, ebuf, codes=None):
         """:meth:`isum` and :meth:`join_into` for the whole blocks of one row tile (``aT`` (k, r), ``bk``
         (k, n) and their exponents) into the chain state ``c`` (a view, FP32 values as float64), in one
         loop (``run_ok``): the same operations, without isum's and join_into's calls and tuples a step; returns
@@ -475,13 +483,20 @@ class _FastSums:
         The floor to ``frac_bits + 1`` bits and the rounding work on ``X`` itself, which is then scaled
         by ``2**(Ez - F)`` in float32: a power of two commutes with both (``|X| < 2**52`` lies in
         float32's range, and the result is at least ``2**(lo - F) >= 2**-126``, an FP32 normal, or
-        zero, or overflows to Inf as the cast of ``X * 2**(Ez - F)`` would)."""
+        zero, or overflows to Inf as the cast of ``X * 2**(Ez - F)`` would).
+
+        The exponent maxima come from the int8 sums, or, with ``codes`` (``(codeT, code_b, buf)``:
+        :func:`fp8sim.accumulate.block_exponents23`'s codes of these blocks' exponents and a float64
+        buffer), from matrix products, as float32 exponent fields (the same maxima)."""
         k, F, lo = unit.block, self.F, self.lo
         g_bits = np.int32(254 << 23)
         n = aT.shape[0] - aT.shape[0] % k
         r, nc = aT.shape[1], bk.shape[1]
         P = tbuf[:k, :r]
-        lo_plane = np.full((r, nc), lo, ebuf.dtype) if dead else None
+        if codes is None:
+            lo_plane = np.full((r, nc), lo, ebuf.dtype) if dead else None
+        else:  # (exponents as float32 fields: (E + 127) << 23)
+            lo_plane = np.full((r, nc), (lo + 127) << 23, np.int32) if dead else None
         step = k * (ebuf.shape[0] // k)
         cmax = float(np.abs(c).max(initial=0.0))
         if not cmax < np.inf:
@@ -492,12 +507,18 @@ class _FastSums:
             i = (j % step) // k
             if i == 0:  # the exponent maxima and scales of the next blocks, as many as ebuf holds
                 je = min(j + step, n)
-                ep = ebuf[:je - j, :r]
-                np.add(eaT[j:je, :, None], ebk[j:je, None, :], out=ep)
-                Es = ep.reshape(-1, k, r, nc).max(axis=1)
-                Ezs = np.maximum(Es, lo_plane) if dead else Es
-                sbs = np.subtract(F + 127, Ezs, dtype=np.int32)
-                sbs <<= 23
+                if codes is not None:
+                    Es = block_exponents23(codes[0][j:je], codes[1][j:je], k, codes[2])
+                    Ezs = np.maximum(Es, lo_plane) if dead else Es
+                    # (F + 254 - (Ez + 127)) << 23, in uint32: the constant does not fit int32
+                    sbs = np.subtract(np.uint32((F + 254) << 23), Ezs.view(np.uint32)).view(np.int32)
+                else:
+                    ep = ebuf[:je - j, :r]
+                    np.add(eaT[j:je, :, None], ebk[j:je, None, :], out=ep)
+                    Es = ep.reshape(-1, k, r, nc).max(axis=1)
+                    Ezs = np.maximum(Es, lo_plane) if dead else Es
+                    sbs = np.subtract(F + 127, Ezs, dtype=np.int32)
+                    sbs <<= 23
             E, Ez, sb = Es[i], Ezs[i], sbs[i]
             scale = sb.view(np.float32)  # 2**(F - Ez)
             np.einsum("ki,kj->kij", aT[j:j + k], bk[j:j + k], out=P)
@@ -505,7 +526,8 @@ class _FastSums:
             units = np.add.reduce(P, axis=0, dtype=np.int32)  # (each term truncated by the conversion)
             t = c * scale
             np.floor(t, out=t)
-            if not cmax < 2.0 ** (52 - F + int(Ez.min())):
+            ez_min = int(Ez.min()) if codes is None else (int(Ez.min()) >> 23) - 127
+            if not cmax < 2.0 ** (52 - F + ez_min):
                 if not (t.max() < 2.0**52 and t.min() > -(2.0**52)):
                     state[...] = c
                     return j

@@ -820,3 +820,71 @@ def test_exact_tier_bounds(rng, monkeypatch):
              ([32.0, t], [32.0, -t], 0.0, 1024 - 80 * 2.0**-16)]
     check_bound_cases(rng, unit, block_fma_dot, cases)
     assert calls == [True]
+
+
+@pytest.mark.parametrize("k", [1, 4, 8, 16, 32, 128])
+def test_block_exponents23_is_the_largest_exponent_sum(k, rng):
+    """The exponent maxima from float64 matrix products of powers of 2**8 (block_exponents23) against
+    a loop over each block: int8 exponents over the whole range a plan uses ([-28, 28]) with zeros'
+    -60, a block whose k sums all equal the largest one (the sums' largest total, 2**7 for k = 128,
+    still below the next multiple of 8), a block of zeros only (-120, the smallest), the largest sum
+    (56), and a row tile sliced out of wider codes, as the engines pass them."""
+    from fp8sim.accumulate import block_exponents23, exponent_code
+
+    nb, r, n = 3, 6, 5
+    eaT = rng.integers(-28, 29, (nb * k, r + 2)).astype(np.int8)
+    eb = rng.integers(-28, 29, (nb * k, n)).astype(np.int8)
+    eaT[rng.random(eaT.shape) < 0.2] = -60
+    eb[rng.random(eb.shape) < 0.2] = -60
+    eaT[:k, 1], eb[:k, 0] = 28, 28                  # block 0, (0, 0): k sums of 56
+    eaT[k:2 * k, 2], eb[k:2 * k, 1] = -60, -60      # block 1, (1, 1): zeros only
+    eaT[2 * k:, 3], eb[2 * k:, 2] = -28, 0          # block 2, (2, 2): k equal sums of -28
+    eaT[2 * k + k // 2, 3] = -27                    # ... one of them -27
+    want = np.empty((nb, r, n), np.int64)
+    for blk in range(nb):
+        for i in range(r):
+            for j in range(n):
+                want[blk, i, j] = max(int(eaT[blk * k + t, i + 1]) + int(eb[blk * k + t, j]) for t in range(k))
+    assert want[0, 0, 0] == 56 and want[1, 1, 1] == -120 and want[2, 2, 2] == -27
+    codes = exponent_code(eaT, True)[:, 1:r + 1], exponent_code(eb, False)
+    got = block_exponents23(*codes, k, np.empty((nb, r + 1, n + 2)))
+    assert got.dtype == np.int32 and got.shape == (nb, r, n)
+    np.testing.assert_array_equal(got, (want + 127) << 23)
+
+
+CODED_UNITS = [tensor_core(g, f) for g, f in [("H100", "e4m3"), ("Ada", "e5m2"), ("A100", "float16"),
+                                              ("H100", "tf32"), ("A100", "bfloat16"), ("A100", "tf32")]]
+
+
+@pytest.mark.parametrize("unit", CODED_UNITS, ids=lambda u: u.name)
+def test_coded_exponent_maxima_equal_int8_sums(unit, rng, monkeypatch):
+    """The float32 runs take their exponent maxima from matrix products for blocks of
+    CODED_EXP_BLOCK or more (block_exponents23) and from int8 sums below: the same bits either way,
+    and the twin's, on data with zeros (zero rows: blocks without products, C alone), both ends of
+    the band the int8 exponents allow, C of every kind (_addends), a partial last block and row tiles.
+    The path named is the path taken (A100 TF32, blocks of 4, made to take the coded one)."""
+    from fp8sim import accumulate
+
+    M, K, N = 7, 2 * 128 + 3 * unit.block + 5, 6
+    f = unit.in_format
+    lo, hi = max(f.emin, -14), min(f.emax, 13)
+    a = _exponent_band(rng, (M, K), f, lo, hi, zero_frac=0.15)
+    b = _exponent_band(rng, (K, N), unit.b_format, lo, hi, zero_frac=0.15)
+    a[2] = 0.0
+    a[4, : 3 * unit.block] = 0.0
+    c = _addends(rng, (M, N))
+    assert accumulate._Plan(unit, a, b).f32 and accumulate._Plan(unit, a, b).exp_dtype == np.int8
+    calls = []
+    coded = accumulate.block_exponents23
+    monkeypatch.setattr(accumulate, "block_exponents23", lambda *args: calls.append(1) or coded(*args))
+    results = {}
+    for first in (4, 10**9):          # coded for every block size, then never
+        monkeypatch.setattr(accumulate, "CODED_EXP_BLOCK", first)
+        for tile in (None, 2 * N * unit.block):
+            calls.clear()
+            results[first, tile] = dot_chain(a, b, c, unit, tile_elems=tile)
+            assert bool(calls) == (first == 4)
+    want = results[4, None]
+    for got in results.values():
+        np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
+    assert same(want, reference_matmul(a, b, c, unit)).all()

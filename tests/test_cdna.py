@@ -475,7 +475,7 @@ def test_exact_tiers_equal_twin_at_k4096(gpu, fa, rng, monkeypatch):
     assert sum(ran) > 4096 // unit.block // 2
 
 
-@pytest.mark.parametrize("path", ["run", "join_into"])
+@pytest.mark.parametrize("path", ["run", "run_int8_maxima", "join_into"])
 @pytest.mark.parametrize("fa", ["bfloat16", "float16", "tf32"])
 def test_floor_sum_join_into_equals_twin(fa, path, rng, monkeypatch):
     """The single-sum join on the chain state against the twin, in the run of whole blocks
@@ -485,7 +485,8 @@ def test_floor_sum_join_into_equals_twin(fa, path, rng, monkeypatch):
     sum floored onto C's grid); blocks without products (a zero row of a) with a tiny C or -0; a
     midpoint that only the floor onto C's grid shows; and C 2**60 above the products, beyond 2**52
     on their grid (the run stops there, join_into declines, and the tile takes join).  The fast
-    path named is the path taken."""
+    path named is the path taken; the run finds its exponent maxima from matrix products
+    (``block_exponents23``; TF32's blocks of 4 made to) or, ``run_int8_maxima``, from int8 sums."""
     from fp8sim import cdna
 
     unit = tensor_core("MI300X", fa)
@@ -505,15 +506,19 @@ def test_floor_sum_join_into_equals_twin(fa, path, rng, monkeypatch):
     monkeypatch.setattr(cdna._FastSums, "join_into",
                         lambda self, *args: calls.append(1) or join_into(self, *args))
     monkeypatch.setattr(cdna._FastSums, "run", (lambda self, *args: runs.append(1) or run(self, *args))
-                        if path == "run" else (lambda self, *args: 0))
+                        if path.startswith("run") else (lambda self, *args: 0))
+    coded, maxima = cdna.block_exponents23, []
+    monkeypatch.setattr(cdna, "block_exponents23", lambda *args: maxima.append(1) or coded(*args))
+    monkeypatch.setattr(cdna, "CODED_EXP_BLOCK", 10**9 if path == "run_int8_maxima" else 4)
     for rows in (M, 9):                                 # one row tile, and several
         monkeypatch.setattr(cdna, "FLOOR_PLANE", rows * N)
         got = fp8sim.matmul(a, b, c, unit=unit)
         want = np.array([[floor_sum_dot(a[i], b[:, j], c[i, j], unit) for j in range(N)] for i in range(M)])
         assert same(got, want).all()
     assert cdna._FastSums(unit, a, b).run_ok
-    if path == "run":
+    if path.startswith("run"):
         assert len(calls) == 0 and len(runs) == 1 + 12  # one run per row tile, none stopped
+        assert bool(maxima) == (path == "run")
     else:
         assert len(calls) == 3 + 3 * 12
     calls.clear()
@@ -529,7 +534,7 @@ def test_floor_sum_join_into_equals_twin(fa, path, rng, monkeypatch):
         got = fp8sim.matmul(a1, b1, np.array(c1)[:, None], unit=unit)[:, 0]
         assert got.tolist() == want1 == [floor_sum_dot(a1[i], b1[:, 0], c1[i], unit) for i in range(2)]
     # join_into: both cases (2**60 declined, then join); run: only the 2**60 block, where the run stops
-    assert len(calls) == (1 if path == "run" else 2)
+    assert len(calls) == (1 if path.startswith("run") else 2)
 
 
 def test_floor_sum_run_stops_where_t_may_reach_2_52(monkeypatch):
