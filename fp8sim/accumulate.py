@@ -635,27 +635,38 @@ def _step(plan, a, ea, bt, ebt, c):
     return _align_and_sum(plan, E, terms, 2, c)
 
 
-def _step_kmajor(plan, aT, eaT, b, eb, c, tbuf, ebuf, general=True, formed=False):
+def _step_kmajor(plan, aT, eaT, b, eb, c, tbuf, ebuf, general=True, formed=False, codes=None):
     """One block FMA for a row tile in the k-major layout: aT (k, r), b (k, n); c (r, n) finite
     (with ``general=False``: any c; the steps on bits alone, ``None`` where they do not apply, and
     ``tbuf`` then still holds the products: ``formed=True`` reuses them).
 
     The products are formed into ``tbuf`` (k, r, n) and their exponent sums
     into ``ebuf``: each pass runs over long contiguous rows, and the
-    reductions over k combine whole (r, n) planes.  (Finding the exponent
-    maxima with one float64 BLAS product of powers of 256 instead was no
-    faster here, and slower with threads: measured, not kept.)
+    reductions over k combine whole (r, n) planes.  With ``codes``
+    (``(codeT, code_b, buf)``: :func:`block_exponents23`'s codes of this
+    block's exponents and a float64 buffer), the exponent maxima come from
+    a float64 matrix product instead.  (Codes made block by block were no
+    faster, and BLAS products above OpenBLAS's threshold for threads were
+    slower with ``threads=``; the codes are now made once per chunk and
+    the products kept below the threshold.)
     """
     full, tbuf = tbuf, tbuf[:aT.shape[0]]  # (f32_int: ``full`` has one plane more, for C)
     if not formed:
         np.einsum("ki,kj->kij", aT, b, out=tbuf)
-    np.add(eaT[:, :, None], eb[:, None, :], out=ebuf)
-    E = np.add(ebuf.max(axis=0), 127, dtype=np.int32)
+    if codes is None:
+        np.add(eaT[:, :, None], eb[:, None, :], out=ebuf)
+        E = np.add(ebuf.max(axis=0), 127, dtype=np.int32)
+        E23 = None
+    else:
+        E23 = block_exponents23(codes[0], codes[1], aT.shape[0], codes[2])[0]
+        E = None if c.dtype == np.float32 else np.right_shift(E23, 23)
     if c.dtype == np.float32:
-        r = _align_and_sum_f32(plan, np.left_shift(E, 23), full, c)
+        r = _align_and_sum_f32(plan, np.left_shift(E, 23) if E23 is None else E23, full, c)
         if r is not None or not general:
             return r
         c = c.astype(np.float64)
+        if E is None:
+            E = np.right_shift(E23, 23)
     elif plan.f64:
         r = _align_and_sum_f64(plan, E, tbuf, c)
         if r is not None or not general:
@@ -1224,8 +1235,8 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
         chunk = unit.block * max(1, min(KMAJOR_CHUNK_K, KMAJOR_CHUNK // (M + N)) // unit.block)
     # the float32 step: each row tile runs through a chunk's full blocks in one loop (_f32_run)
     run = kmajor and state_f32 and (plan.f32_int or plan.sum_dtype == np.float32)
-    # (and with blocks of CODED_EXP_BLOCK or more, their exponent maxima from matrix products)
-    coded = run and unit.block >= CODED_EXP_BLOCK
+    # with int8 exponents and blocks of CODED_EXP_BLOCK or more, the exponent maxima from matrix products
+    coded = kmajor and plan.exp_dtype == np.int8 and unit.block >= CODED_EXP_BLOCK
     if coded:
         cbuf = np.empty((ebuf.shape[0] // unit.block, rows, N))
     tier = _exact_tier(plan) if kmajor and not state_f32 else None
@@ -1249,15 +1260,16 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
         a_t, b_blk = a[m0:m1, k0:k1], b[k0:k1].T
         special = special_c and not (np.isfinite(a_t).all() and np.isfinite(b_blk).all())
         args = (plan, aT_c[j:j + kb, m0:m1], eaT_c[j:j + kb, m0:m1], bk_c[j:j + kb], ebk_c[j:j + kb])
+        codes = (codeT_c[j:j + kb, m0:m1], code_b_c[j:j + kb], cbuf) if coded else None
         # the steps on bits first, on the state as it is: a non-finite C lies outside their range
         try_bits = not special and (plan.f64 or (plan.f32 and state_f32))
-        res = (_step_kmajor(*args, cm, tbuf[:kb + cplane, :r], ebuf[:kb, :r], general=False)
+        res = (_step_kmajor(*args, cm, tbuf[:kb + cplane, :r], ebuf[:kb, :r], general=False, codes=codes)
                if try_bits else None)
         if res is not None:
             return put(m0, m1, res, True)
         plain = not special and np.isfinite(cm).all()
         res = _step_kmajor(*args, cm if plain else np.where(np.isfinite(cm), cm, 0).astype(np.float64),
-                           tbuf[:kb + cplane, :r], ebuf[:kb, :r], formed=try_bits)
+                           tbuf[:kb + cplane, :r], ebuf[:kb, :r], formed=try_bits, codes=codes)
         if not plain:
             res = _with_specials(res, cm, a_t, b_blk, False)
         put(m0, m1, res, False)
@@ -1272,7 +1284,7 @@ def dot_chain(a: np.ndarray, b: np.ndarray, c: np.ndarray, unit: BlockFMA, *, ti
             if k0 % chunk == 0:  # (k, M) and (k, N) for the chunk, contiguous along the long axis
                 c1 = min(k0 + chunk, K)
                 aT_c, eaT_c, bk_c, ebk_c, special_c = _kmajor_operands(plan, a[:, k0:c1], b[k0:c1])
-                if coded and not special_c:
+                if coded:
                     codeT_c, code_b_c = exponent_code(eaT_c, True), exponent_code(ebk_c, False)
                 if tier is not None and not special_c:
                     tier.prepare(aT_c, bk_c, eaT_c, ebk_c)

@@ -853,16 +853,19 @@ def test_block_exponents23_is_the_largest_exponent_sum(k, rng):
 
 
 CODED_UNITS = [tensor_core(g, f) for g, f in [("H100", "e4m3"), ("Ada", "e5m2"), ("A100", "float16"),
-                                              ("H100", "tf32"), ("A100", "bfloat16"), ("A100", "tf32")]]
+                                              ("H100", "tf32"), ("A100", "bfloat16"), ("A100", "tf32"),
+                                              ("H100", "bfloat16"), ("B200", "e4m3"), ("B200", "float16")]]
+CODED_UNITS.append(tensor_core("B200", "e4m3", instruction="mma.sync"))    # C outside the alignment
 
 
 @pytest.mark.parametrize("unit", CODED_UNITS, ids=lambda u: u.name)
 def test_coded_exponent_maxima_equal_int8_sums(unit, rng, monkeypatch):
-    """The float32 runs take their exponent maxima from matrix products for blocks of
-    CODED_EXP_BLOCK or more (block_exponents23) and from int8 sums below: the same bits either way,
-    and the twin's, on data with zeros (zero rows: blocks without products, C alone), both ends of
-    the band the int8 exponents allow, C of every kind (_addends), a partial last block and row tiles.
-    The path named is the path taken (A100 TF32, blocks of 4, made to take the coded one)."""
+    """The k-major engine takes its exponent maxima from matrix products for blocks of
+    CODED_EXP_BLOCK or more (block_exponents23) and from int8 sums below, in the float32 runs and
+    block by block (the float64 steps on bits, C outside the alignment, the general step): the same
+    bits either way, and the twin's, on data with zeros (zero rows: blocks without products, C
+    alone), C of every kind (_addends), a partial last block and row tiles.  The path named is the
+    path taken (A100 TF32, blocks of 4, made to take the coded one)."""
     from fp8sim import accumulate
 
     M, K, N = 7, 2 * 128 + 3 * unit.block + 5, 6
@@ -873,7 +876,7 @@ def test_coded_exponent_maxima_equal_int8_sums(unit, rng, monkeypatch):
     a[2] = 0.0
     a[4, : 3 * unit.block] = 0.0
     c = _addends(rng, (M, N))
-    assert accumulate._Plan(unit, a, b).f32 and accumulate._Plan(unit, a, b).exp_dtype == np.int8
+    assert accumulate._Plan(unit, a, b).exp_dtype == np.int8
     calls = []
     coded = accumulate.block_exponents23
     monkeypatch.setattr(accumulate, "block_exponents23", lambda *args: calls.append(1) or coded(*args))
