@@ -881,8 +881,7 @@ def block_exponents23(codeT, code_b, k, buf):
     terms included), so its float64 exponent field is ``8 (E + 127) + d`` with ``0 <= d < 8``, and the
     high word's bits 23 to 30 hold ``E + 127`` (in [7, 183] for int8 exponents): one mask.  It is
     the maximum the int8 sums give (:func:`_f32_run`'s other path), zeros' ``no_exp`` included, with
-    fewer passes over (r, n) planes: 45-50% less time for blocks of 16 and 32, 25% for blocks of 8
-    (``experiments/benchmark_matmul.py``; the README's speed section)."""
+    fewer passes over (r, n) planes (the gain measured: the README's speed section)."""
     nb = codeT.shape[0] // k
     r, n = codeT.shape[1], code_b.shape[1]
     A = codeT.reshape(nb, k, r)
