@@ -278,3 +278,51 @@ def test_fuzz_engines_runs_clean_and_finds_a_planted_bug(tmp_path, monkeypatch):
                               "--out", str(tmp_path)]) == 1
     record = json.loads((tmp_path / "fuzz_engines.json").read_text())
     assert record["first_mismatches"][0]["unit"] == "H100:float8_e4m3fn@wgmma"
+
+
+def test_compare_commits_times_both_checkouts(tmp_path, capsys):
+    """The alternating-process comparison: each side's process imports fp8sim from its checkout (the
+    driver checks), the two results agree bit for bit, and the record lists every round."""
+    from experiments import compare_commits
+
+    root = str(compare_commits.ROOT)
+    units = "H100:float8_e4m3fn@wgmma,A100:tf32@mma.sync"
+    res = compare_commits.main(["--base", root, "--units", units, "--shape", "8,8,64", "--rounds", "2",
+                                "--repeats", "1", "--out", str(tmp_path)])
+    assert list(res["units"]) == units.split(",")
+    for r in res["units"].values():
+        assert r["same_bits"] and len(r["rounds_s"]["base"]) == len(r["rounds_s"]["head"]) == 2
+        assert r["base_s"] > 0 and r["head_s"] > 0
+    assert json.loads((tmp_path / "compare_commits.json").read_text())["shape"] == [8, 8, 64]
+    assert "base/head" in capsys.readouterr().out
+
+
+def test_compare_commits_refuses_bad_input(tmp_path):
+    from experiments import compare_commits
+
+    with pytest.raises(SystemExit, match="not a checkout"):
+        compare_commits.main(["--base", str(tmp_path), "--shape", "8,8,64", "--rounds", "1"])
+    for bad in (["--units", "H100-e4m3"], ["--shape", "8,8"], ["--rounds", "0"], []):
+        with pytest.raises(SystemExit):
+            compare_commits.main((["--base", str(compare_commits.ROOT)] if bad else []) + bad)
+
+
+def test_compare_commits_worker_digest_sees_one_bit(monkeypatch):
+    """The digest behind ``same bits`` changes when one bit of one result does."""
+    import numpy as np
+
+    import fp8sim
+    from experiments import compare_commits
+
+    real = fp8sim.matmul
+
+    def one_bit_off(*args, **kwargs):
+        r = real(*args, **kwargs)
+        r.reshape(-1).view(np.uint64)[0] ^= np.uint64(1)
+        return r
+
+    unit = "H100:float8_e4m3fn@wgmma"
+    before = compare_commits.worker([unit], [4, 4, 32], 1, 0)["units"][unit]
+    monkeypatch.setattr(fp8sim, "matmul", one_bit_off)
+    after = compare_commits.worker([unit], [4, 4, 32], 1, 0)["units"][unit]
+    assert before["s"] > 0 and before["bits"] != after["bits"]
