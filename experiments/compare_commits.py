@@ -29,8 +29,12 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+try:
+    from ._common import median_seconds, out_dir, point_rng, write_json
+except ImportError:  # run as a script (the workers always are)
+    from _common import median_seconds, out_dir, point_rng, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_UNITS = "H100:float8_e4m3fn@wgmma"
@@ -68,17 +72,13 @@ def worker(units, shape, repeats, seed):
     for i, name in enumerate(units):
         gpu, fmt, instr = parse_unit(name)
         unit = tensor_core(gpu, fmt, instruction=instr)
-        rng = np.random.default_rng([seed, i])
+        rng = point_rng(seed, i)
         a = fp8sim.quantize(rng.standard_normal((M, K)), fmt, overflow="saturate")
         b = fp8sim.quantize(rng.standard_normal((K, N)), fmt, overflow="saturate")
-        res = fp8sim.matmul(a, b, unit=unit, threads=1)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fp8sim.matmul(a, b, unit=unit, threads=1)
-            times.append(time.perf_counter() - t0)
+        res = fp8sim.matmul(a, b, unit=unit, threads=1)  # the untimed first run gives the bits
+        seconds = median_seconds(lambda: fp8sim.matmul(a, b, unit=unit, threads=1), repeats, warmup=False)
         digest = hashlib.sha256(np.ascontiguousarray(res).view(np.uint8).tobytes()).hexdigest()[:16]
-        out[name] = {"s": statistics.median(times), "bits": digest}
+        out[name] = {"s": seconds, "bits": digest}
     return {"fp8sim": str(Path(fp8sim.__file__).resolve().parent.parent), "units": out}
 
 
@@ -161,11 +161,6 @@ def main(argv=None):
     res = compare(args)
     report(res)
     if args.out is not None:
-        try:
-            from ._common import out_dir, write_json
-        except ImportError:  # run as a script
-            from _common import out_dir, write_json
-
         write_json(out_dir(args.out) / "compare_commits.json", res, seed=args.seed)
     return res
 
